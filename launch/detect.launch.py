@@ -1,0 +1,195 @@
+"""Launch the triton_ros detection node (``detect_node``, node name ``triton_detect``).
+
+Parameters are layered, later layers winning:
+
+1. ``params_file`` (default: ``share/triton_ros/config/detect.yaml``),
+2. ``preset`` (a file of ``config/presets/``, or a path to a YAML file),
+3. explicit launch arguments (``server_url``, ``protocol``, ...), passed on only
+   when they are given (non-empty).
+
+All packaged YAML files use the ``/**`` wildcard. A user ``params_file`` keyed
+by the node's full name (e.g. ``/robot1/triton_detect``) wins over the wildcard
+preset regardless of order, as ROS 2 applies node-specific keys after wildcards.
+
+Examples::
+
+    ros2 launch triton_ros detect.launch.py preset:=jetson image_topic:=/camera/image_raw
+    ros2 launch triton_ros detect.launch.py namespace:=robot1 server_url:=10.0.0.5:8001
+
+To compose into a larger stack, include it (optionally under a PushRosNamespace)
+and pass the arguments explicitly: launch configurations of the including file
+(e.g. a ``params_file`` or ``namespace`` of its own) are visible to this one.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from ament_index_python.packages import PackageNotFoundError
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.actions import GroupAction
+from launch.actions import OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch.substitutions import PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.actions import PushRosNamespace
+from launch_ros.substitutions import FindPackageShare
+
+PACKAGE = 'triton_ros'
+EXECUTABLE = 'detect_node'
+NODE_NAME = 'triton_detect'
+
+_TRUE = ('true', '1', 'yes', 'on')
+_FALSE = ('false', '0', 'no', 'off')
+
+
+def _to_bool(value):
+    """Convert a launch string to bool."""
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, got '{value}'")
+
+
+# Launch arguments that override a parameter only when non-empty, with the
+# function that converts the launch string to the parameter's type.
+OVERRIDES = {
+    'server_url': str,
+    'protocol': str,
+    'model_name': str,
+    'model_version': str,
+    'score_threshold': float,
+    'use_sim_time': _to_bool,
+}
+
+
+def _preset_dirs():
+    """Return directories that may hold preset files, best first."""
+    # The launch file sits in <share or source>/launch/, next to config/.
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    dirs = [os.path.join(here, 'config', 'presets')]
+    try:
+        share = os.path.join(get_package_share_directory(PACKAGE), 'config', 'presets')
+    except (PackageNotFoundError, OSError):
+        share = None
+    if share and os.path.realpath(share) != os.path.realpath(dirs[0]):
+        dirs.append(share)
+    return dirs
+
+
+def resolve_preset(preset):
+    """Return the YAML file for a preset name or path, or None for ''."""
+    preset = preset.strip()
+    if not preset:
+        return None
+    if os.sep in preset:
+        if not os.path.isfile(preset):
+            raise RuntimeError(f"preset file '{preset}' does not exist")
+        return os.path.abspath(preset)
+    name = preset if preset.endswith(('.yaml', '.yml')) else preset + '.yaml'
+    available = set()
+    for directory in _preset_dirs():
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            return path
+        if os.path.isdir(directory):
+            available.update(
+                os.path.splitext(f)[0] for f in os.listdir(directory)
+                if f.endswith(('.yaml', '.yml')))
+    raise RuntimeError(
+        f"unknown preset '{preset}'; available: {', '.join(sorted(available)) or 'none'}")
+
+
+def build_parameters(context):
+    """Return the Node parameter list: params_file < preset < given overrides."""
+    parameters = []
+    params_file = LaunchConfiguration('params_file').perform(context).strip()
+    if params_file:
+        parameters.append(params_file)
+    preset_file = resolve_preset(LaunchConfiguration('preset').perform(context))
+    if preset_file:
+        parameters.append(preset_file)
+    overrides = {}
+    for name, convert in OVERRIDES.items():
+        value = LaunchConfiguration(name).perform(context).strip()
+        if value:
+            try:
+                overrides[name] = convert(value)
+            except ValueError as error:
+                raise RuntimeError(f"invalid value for '{name}': {error}") from error
+    if overrides:
+        parameters.append(overrides)
+    return parameters
+
+
+def launch_setup(context, *args, **kwargs):
+    """Build the detection node from the evaluated launch arguments."""
+    namespace = LaunchConfiguration('namespace').perform(context).strip()
+    log_level = LaunchConfiguration('log_level').perform(context).strip()
+    node = Node(
+        package=PACKAGE,
+        executable=EXECUTABLE,
+        name=NODE_NAME,
+        output='screen',
+        parameters=build_parameters(context),
+        remappings=[
+            ('image', LaunchConfiguration('image_topic').perform(context)),
+            ('detections', LaunchConfiguration('detections_topic').perform(context)),
+        ],
+        arguments=['--ros-args', '--log-level', log_level] if log_level else [],
+    )
+    actions = [PushRosNamespace(namespace)] if namespace else []
+    return [GroupAction(actions + [node])]
+
+
+def generate_launch_description():
+    """Declare the launch arguments and the detection node."""
+    default_params = PathJoinSubstitution([FindPackageShare(PACKAGE), 'config', 'detect.yaml'])
+    return LaunchDescription([
+        DeclareLaunchArgument(
+            'params_file', default_value=default_params,
+            description='Parameter YAML file applied first (lowest precedence).'),
+        DeclareLaunchArgument(
+            'preset', default_value='',
+            description='Preset applied over params_file: a name in config/presets/ '
+                        '(jetson, isaac_ros, remote_server) or a path to a YAML file. '
+                        'Empty for none.'),
+        DeclareLaunchArgument(
+            'server_url', default_value='',
+            description='Triton server host:port (gRPC usually 8001, HTTP 8000). '
+                        'Empty keeps the params_file/preset value.'),
+        DeclareLaunchArgument(
+            'protocol', default_value='', choices=['', 'grpc', 'http'],
+            description='Triton client protocol. Empty keeps the params_file/preset value.'),
+        DeclareLaunchArgument(
+            'model_name', default_value='',
+            description='Model name in the Triton repository. '
+                        'Empty keeps the params_file/preset value.'),
+        DeclareLaunchArgument(
+            'model_version', default_value='',
+            description='Model version. Empty keeps the params_file/preset value '
+                        '(whose own empty value means latest).'),
+        DeclareLaunchArgument(
+            'score_threshold', default_value='',
+            description='Minimum detection score. Empty keeps the params_file/preset value.'),
+        DeclareLaunchArgument(
+            'use_sim_time', default_value='',
+            description='Use /clock time (true/false). Empty leaves it unset here.'),
+        DeclareLaunchArgument(
+            'image_topic', default_value='image',
+            description='Input sensor_msgs/Image topic, remapped onto the relative "image".'),
+        DeclareLaunchArgument(
+            'detections_topic', default_value='detections',
+            description='Output vision_msgs/Detection2DArray topic, remapped onto the '
+                        'relative "detections".'),
+        DeclareLaunchArgument(
+            'namespace', default_value='',
+            description='Namespace pushed for the node, relative to any enclosing one. '
+                        'Empty for none.'),
+        DeclareLaunchArgument(
+            'log_level', default_value='info',
+            description='Logging level: debug, info, warn, error or fatal.'),
+        OpaqueFunction(function=launch_setup),
+    ])

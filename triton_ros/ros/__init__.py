@@ -1,0 +1,1 @@
+"""rclpy adapters: parameters, message conversion and nodes. Everything else is ROS-free."""

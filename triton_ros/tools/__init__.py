@@ -1,0 +1,1 @@
+"""Command-line tools: local Triton server, sample bag, demo."""
