@@ -33,10 +33,12 @@ def decode_tfod(outputs: dict[str, np.ndarray], input_width: int, input_height: 
     boxes = np.asarray(outputs[spec.boxes], np.float64)
     scores = np.asarray(outputs[spec.scores], np.float32)
     classes = np.asarray(outputs[spec.classes])
-    counts = np.asarray(outputs[spec.num_detections]).reshape(len(boxes), -1)[:, 0]
-    if boxes.ndim != 3 or boxes.shape[-1] != 4 or scores.shape != boxes.shape[:2]:
+    counts = np.asarray(outputs[spec.num_detections]).reshape(-1)
+    if (boxes.ndim != 3 or boxes.shape[-1] != 4 or scores.shape != boxes.shape[:2]
+            or counts.size != len(boxes)):
         raise ValueError(f"TF-OD outputs have shapes boxes {list(boxes.shape)}, scores "
-                         f"{list(scores.shape)}; expected [B, K, 4] and [B, K]")
+                         f"{list(scores.shape)}, num_detections {counts.size} values; "
+                         "expected [B, K, 4], [B, K] and B values")
     if spec.box_format == "yxyx":
         boxes = boxes[..., [1, 0, 3, 2]]
     elif spec.box_format != "xyxy":

@@ -47,7 +47,7 @@ def raw_image_to_bgr(encoding: str, height: int, width: int, step: int, data,
     buffer = np.frombuffer(data, dtype=np.uint8)
     if buffer.size < step * (height - 1) + row_bytes:
         raise ImageDecodeError(f"data has {buffer.size} bytes, {width}x{height} {encoding} with "
-                               f"step {step} needs {step * height}")
+                               f"step {step} needs {step * (height - 1) + row_bytes}")
     rows = np.lib.stride_tricks.as_strided(buffer, shape=(height, row_bytes),
                                            strides=(step, 1))
     pixels = rows.view(np.dtype(dtype).newbyteorder(">" if is_bigendian else "<"))

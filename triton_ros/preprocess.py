@@ -141,7 +141,8 @@ class Preprocessor:
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, ImageTransform]:
         """Pre-process one BGR/mono uint8 frame; returns (tensor without batch dim, transform)."""
-        if frame.dtype != np.uint8 or frame.ndim not in (2, 3) or frame.size == 0:
+        if (frame.dtype != np.uint8 or frame.ndim not in (2, 3) or frame.size == 0
+                or frame.shape[2:] not in ((), (3,))):
             raise ValueError(f"expected a non-empty uint8 [H, W] or [H, W, 3] frame, got "
                              f"{frame.dtype} {list(frame.shape)}")
         cfg = self.cfg

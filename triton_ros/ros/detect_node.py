@@ -8,13 +8,16 @@ Threading: subscription callbacks only enqueue (bounded, oldest dropped and coun
 thread takes up to ``max_batch_size`` frames, runs one Triton request and publishes. Boxes are in
 the source image's pixels and each array carries its source header (stamp, frame_id).
 """
+import dataclasses
 import sys
 import threading
 import time
 
 import numpy as np
 import rclpy
+from rcl_interfaces.msg import SetParametersResult
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_sensor_data
@@ -69,7 +72,7 @@ PARAMETERS = [
     ParamSpec("pad_value", 114, "letterbox fill value", min_value=0, max_value=255),
     ParamSpec("scaling", "NONE", "pixel scaling (as Triton's image_client.py)",
               choices=SCALING_MODES),
-    ParamSpec("queue_size", 4, "frames buffered before the oldest is dropped",
+    ParamSpec("queue_size", 8, "frames buffered before the oldest is dropped",
               min_value=1, max_value=1000),
     ParamSpec("subscribe_compressed", False, "also subscribe to image/compressed"),
     ParamSpec("image_reliability", "best_effort",
@@ -121,7 +124,10 @@ class DetectNode(Node):
         if p["subscribe_compressed"]:
             self.create_subscription(CompressedImage, "image/compressed", self._on_image,
                                      image_qos, event_callbacks=self._qos_events("image/compressed"))
-        self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics)
+        # Steady clock: under use_sim_time a ROS-time timer stops with /clock (end of a replay).
+        self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self._running = True
         self._worker = threading.Thread(target=self._work, name="triton_infer", daemon=True)
         self._worker.start()
@@ -142,13 +148,30 @@ class DetectNode(Node):
             color_order=p["color_order"], resize=p["resize"], pad_value=p["pad_value"],
             scaling=p["scaling"])
 
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        """Apply the dynamic parameters (score_threshold, max_detections) between requests."""
+        changes = {}
+        specs = {spec.name: spec for spec in PARAMETERS}
+        for param in params:
+            spec = specs.get(param.name)
+            if spec is None or spec.read_only:
+                continue
+            problem = spec.problem(param.value)
+            if problem:
+                return SetParametersResult(successful=False, reason=problem)
+            changes[param.name] = param.value
+        if changes:
+            self.detector.cfg = dataclasses.replace(self.detector.cfg, **changes)
+            self.get_logger().info(f"updated {changes}")
+        return SetParametersResult(successful=True)
+
     def _qos_events(self, topic: str) -> SubscriptionEventCallbacks:
         """Count frames DDS reports lost; explain QoS mismatches (a silent failure otherwise)."""
         name = self.resolve_topic_name(topic)
 
         def lost(info):
             self._count("dropped_by_dds", info.total_count_change)
-            self.get_logger().warn(f"DDS lost {info.total_count_change} frame(s) on {name} "
+            self.get_logger().warning(f"DDS lost {info.total_count_change} frame(s) on {name} "
                                    f"({info.total_count} so far)", throttle_duration_sec=5.0)
 
         def incompatible(info):
@@ -167,7 +190,7 @@ class DetectNode(Node):
         self._count("received")
         if self.queue.put((time.monotonic(), msg)) is not None:
             self._count("dropped_queue_full")
-            self.get_logger().warn("inference is behind: dropped the oldest queued frame "
+            self.get_logger().warning("inference is behind: dropped the oldest queued frame "
                                    f"({self.counters['dropped_queue_full']} so far)",
                                    throttle_duration_sec=5.0)
 

@@ -1,0 +1,20 @@
+# The two commands: `make demo` (main job on the embedded default) and `make test`.
+# Both run scripts/bootstrap.sh first, which installs what is missing (idempotent).
+VENV := .venv
+export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)
+export FASTDDS_DEFAULT_PROFILES_FILE := $(CURDIR)/config/fastdds-localhost.xml
+export RMW_IMPLEMENTATION := rmw_fastrtps_cpp
+
+.PHONY: bootstrap demo test bench clean
+
+bootstrap:
+	bash scripts/bootstrap.sh
+
+demo: bootstrap
+	$(VENV)/bin/python -m triton_ros.tools.demo $(ARGS)
+
+test: bootstrap
+	$(VENV)/bin/python -m pytest -ra test $(ARGS)
+
+clean:
+	rm -rf out build install log

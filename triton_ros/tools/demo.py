@@ -1,0 +1,259 @@
+"""The main job on the embedded default: local Triton + bundled SSD model + sample bag replay.
+
+Starts tritonserver (127.0.0.1) with config/model_repository, starts the detect node with
+``use_sim_time``, replays the sample bag into it with ``/clock``, and writes to ``--out``:
+``detections.json`` (one entry per input frame, boxes in source pixels), ``annotated.mp4`` plus
+PNG snapshots, ``summary.json``; prints a one-line summary. Everything it started is stopped on
+exit, Ctrl-C or failure. All ROS 2 traffic stays on loopback (localhost-only Fast DDS profile).
+"""
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from triton_ros.resources import share_dir
+from triton_ros.tools.local_env import apply_localhost_ros_env
+
+IMAGE_TOPIC = "/camera/image_raw"
+INFO_TOPIC = "/camera/camera_info"
+DETECTIONS_TOPIC = "/camera/detections"
+
+
+def parse_args(argv):
+    root = share_dir()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bag", type=Path, default=root / ".cache/data/sample_bag")
+    parser.add_argument("--out", type=Path, default=root / "out/demo")
+    parser.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
+    parser.add_argument("--frames", type=int, default=0, help="stop after N frames (0 = all)")
+    parser.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
+    parser.add_argument("--server-url", default="",
+                        help="use this Triton server instead of starting a local one")
+    parser.add_argument("--model-name", default="ssd_mobilenet_v2_coco")
+    parser.add_argument("--snapshot-every", type=int, default=50)
+    parser.add_argument("-p", "--node-param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="extra detect node parameter (repeatable)")
+    return parser.parse_args(argv)
+
+
+class DemoProbe:
+    """rclpy side of the demo: plays the bag and records detections and diagnostics."""
+
+    def __init__(self):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from vision_msgs.msg import Detection2DArray
+        from triton_ros.ros.messages import stamp_to_ns
+        self._stamp_to_ns = stamp_to_ns
+        rclpy.init()
+        self.node = rclpy.create_node("triton_ros_demo")
+        self.results, self.received_at, self.diagnostics = {}, {}, {}
+        self.lock = threading.Lock()
+        self.node.create_subscription(Detection2DArray, DETECTIONS_TOPIC, self._on_detections,
+                                      QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.executor = MultiThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _on_detections(self, msg):
+        stamp = self._stamp_to_ns(msg.header.stamp)
+        with self.lock:
+            self.results[stamp] = msg
+            self.received_at[stamp] = time.monotonic()
+
+    def _on_diagnostics(self, msg):
+        for status in msg.status:
+            if status.name.startswith("triton_ros"):
+                self.diagnostics = {kv.key: kv.value for kv in status.values}
+
+    def accounted_frames(self) -> int:
+        """Frames the node reports as published, dropped, bad or failed (from /diagnostics)."""
+        counters = self.diagnostics
+        keys = ("frames_published", "frames_dropped_queue_full", "frames_bad_input",
+                "frames_inference_failed")
+        return sum(int(counters.get(k, 0)) for k in keys) + int(
+            counters.get("frames_dropped_by_dds", 0))
+
+    def close(self):
+        import rclpy
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def draw(frame, detections):
+    for det in detections:
+        cx, cy = det["bbox"]["cx"], det["bbox"]["cy"]
+        w, h = det["bbox"]["w"], det["bbox"]["h"]
+        p1 = (int(cx - w / 2), int(cy - h / 2))
+        p2 = (int(cx + w / 2), int(cy + h / 2))
+        color = (0, 200, 0) if det["class_id"] == "person" else (0, 160, 255)
+        cv2.rectangle(frame, p1, p2, color, 2)
+        cv2.putText(frame, f"{det['class_id']} {det['score']:.2f}", (p1[0], max(12, p1[1] - 4)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)
+    return frame
+
+
+def run(args) -> int:
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import Image
+    from tqdm import tqdm
+
+    from triton_ros.image_conversion import raw_image_to_bgr
+    from triton_ros.ros.bag_player import BagPlayer, read_bag
+    from triton_ros.tools.local_server import LocalTritonServer
+
+    if not (args.bag / "metadata.yaml").is_file():
+        print(f"no bag at {args.bag}; run scripts/bootstrap.sh", file=sys.stderr)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    for old in args.out.glob("frame_*.png"):
+        old.unlink()
+    env = apply_localhost_ros_env()
+    server = node = probe = None
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append("SIGTERM"))
+    try:
+        if args.server_url:
+            url = args.server_url
+        else:
+            print("starting tritonserver on 127.0.0.1 ...", file=sys.stderr)
+            server = LocalTritonServer(log_path=args.out / "tritonserver.log").start(120)
+            url = server.grpc_url if args.protocol == "grpc" else server.http_url
+        print(f"starting detect node against {args.protocol}://{url} "
+              f"(ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}) ...", file=sys.stderr)
+        node_log = open(args.out / "detect_node.log", "wb")
+        node = subprocess.Popen(
+            [sys.executable, "-m", "triton_ros.ros.detect_node", "--ros-args",
+             "-p", f"server_url:={url}", "-p", f"protocol:={args.protocol}",
+             "-p", f"model_name:={args.model_name}", "-p", "use_sim_time:=true",
+             "-r", f"image:={IMAGE_TOPIC}", "-r", f"detections:={DETECTIONS_TOPIC}",
+             *[arg for param in args.node_param for arg in ("-p", param)]],
+            env=dict(os.environ, PYTHONPATH=str(share_dir())), stdout=node_log,
+            stderr=subprocess.STDOUT)
+        probe = DemoProbe()
+        from rclpy.qos import QoSProfile  # noqa: F401  (rclpy initialised by DemoProbe)
+        player = BagPlayer(probe.node, args.bag, [IMAGE_TOPIC, INFO_TOPIC], rate=args.rate)
+        deadline = time.monotonic() + 120
+        while probe.node.count_subscribers(IMAGE_TOPIC) == 0:
+            if node.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("detect node did not come up; see "
+                                   f"{args.out / 'detect_node.log'}")
+            time.sleep(0.1)
+        while probe.node.count_publishers(DETECTIONS_TOPIC) == 0:
+            time.sleep(0.05)
+        time.sleep(0.5)  # let discovery settle before the first frame
+
+        frames, sent_at = [], {}
+        total = sum(1 for _ in read_bag(args.bag, [IMAGE_TOPIC]))
+        if args.frames:
+            total = min(total, args.frames)
+        bar = tqdm(total=total, unit="frame", desc="replaying", file=sys.stderr, mininterval=1.0)
+
+        def on_message(topic, stamp_ns, raw):
+            if topic == IMAGE_TOPIC:
+                frames.append((stamp_ns, raw))
+                sent_at[stamp_ns] = time.monotonic()
+                bar.update(1)
+
+        player.play(max_messages=None, on_message=on_message,
+                    should_stop=lambda: bool(stopping) or (args.frames and
+                                                          len(frames) >= args.frames))
+        bar.close()
+        # Wait until the node has accounted for every frame (published, dropped or failed).
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and probe.accounted_frames() < len(frames):
+            time.sleep(0.1)
+        return write_outputs(args, frames, sent_at, probe, deserialize_message, Image,
+                             raw_image_to_bgr)
+    except KeyboardInterrupt:
+        print("interrupted; stopping everything", file=sys.stderr)
+        return 130
+    finally:
+        if node is not None and node.poll() is None:
+            node.send_signal(signal.SIGINT)
+            try:
+                node.wait(15)
+            except subprocess.TimeoutExpired:
+                node.kill()
+        if probe is not None:
+            probe.close()
+        if server is not None:
+            server.cleanup()
+
+
+def write_outputs(args, frames, sent_at, probe, deserialize_message, Image, raw_image_to_bgr):
+    from triton_ros.ros.messages import stamp_to_ns  # noqa: F401
+    with probe.lock:
+        results = dict(probe.results)
+        received_at = dict(probe.received_at)
+    entries, latencies = [], []
+    writer = None
+    persons = with_detections = 0
+    for index, (stamp, raw) in enumerate(frames):
+        msg = deserialize_message(raw, Image)
+        result = results.get(stamp)
+        detections = []
+        if result is not None:
+            latencies.append((received_at[stamp] - sent_at[stamp]) * 1000.0)
+            for det in result.detections:
+                hyp = det.results[0].hypothesis
+                detections.append({"class_id": hyp.class_id, "score": round(hyp.score, 4),
+                                   "bbox": {"cx": round(det.bbox.center.position.x, 2),
+                                            "cy": round(det.bbox.center.position.y, 2),
+                                            "w": round(det.bbox.size_x, 2),
+                                            "h": round(det.bbox.size_y, 2)}})
+        with_detections += bool(detections)
+        persons += sum(d["class_id"] == "person" for d in detections)
+        entries.append({"stamp_ns": stamp, "frame_id": msg.header.frame_id,
+                        "processed": result is not None, "detections": detections})
+        frame = raw_image_to_bgr(msg.encoding, msg.height, msg.width, msg.step, msg.data).copy()
+        draw(frame, detections)
+        if writer is None:
+            writer = cv2.VideoWriter(str(args.out / "annotated.mp4"),
+                                     cv2.VideoWriter_fourcc(*"mp4v"), 10.0,
+                                     (frame.shape[1], frame.shape[0]))
+        writer.write(frame)
+        if args.snapshot_every and index % args.snapshot_every == 0:
+            cv2.imwrite(str(args.out / f"frame_{index:04d}.png"), frame)
+    if writer is not None:
+        writer.release()
+    (args.out / "detections.json").write_text(json.dumps({"frames": entries}))
+    processed = sum(e["processed"] for e in entries)
+    span = (max(received_at.values()) - min(sent_at.values())) if received_at else 0.0
+    summary = {
+        "frames_in": len(frames), "frames_processed": processed,
+        "frames_unprocessed": len(frames) - processed,
+        "frames_with_detections": with_detections, "persons_found": persons,
+        "throughput_fps": round(processed / span, 2) if span > 0 else 0.0,
+        "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
+        "latency_ms_p99": round(float(np.percentile(latencies, 99)), 1) if latencies else None,
+        "replay_rate": args.rate, "protocol": args.protocol,
+        "node_counters": {k: v for k, v in probe.diagnostics.items() if k.startswith("frames_")},
+    }
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"demo: {summary['frames_in']} frames in, {processed} processed "
+          f"({summary['frames_unprocessed']} dropped/failed), {with_detections} with detections, "
+          f"{persons} persons found, {summary['throughput_fps']} frames/s, latency p50 "
+          f"{summary['latency_ms_p50']} ms p99 {summary['latency_ms_p99']} ms -> {args.out}/")
+    return 0 if processed else 1
+
+
+def main(argv=None) -> int:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
