@@ -35,7 +35,7 @@ class Collector:
 def node_params(server, protocol="grpc", **extra):
     url = server.grpc_url if protocol == "grpc" else server.http_url
     return {"server_url": url, "protocol": protocol, "image_reliability": "reliable",
-            "queue_size": 64, "image_qos_depth": 64, "score_threshold": 0.5, **extra}
+            "queue_size": 64, "image_qos_depth": 64, "max_delay_ms": 0.0, "score_threshold": 0.5, **extra}
 
 
 def start_and_connect(start_node, ros_node, params, image_type=Image, image_topic="/cam/image"):
@@ -45,7 +45,7 @@ def start_and_connect(start_node, ros_node, params, image_type=Image, image_topi
     node = start_node(DETECT, params, remaps=remaps)
     collector = Collector(ros_node, "/cam/dets")
     publisher = ros_node.create_publisher(image_type, image_topic, RELIABLE)
-    node.wait_for_output("subscribed to", timeout_s=90)
+    node.wait_for_output("ready:", timeout_s=90)
     assert wait_until(lambda: publisher.get_subscription_count() > 0, 30), node.output()
     assert wait_until(lambda: ros_node.count_publishers("/cam/dets") > 0, 30), node.output()
     return node, collector, publisher
@@ -134,8 +134,8 @@ def test_malformed_images_are_reported_and_node_keeps_running(
     def bad_count():
         for status in reversed(statuses):
             values = {kv.key: kv.value for kv in status.values}
-            if "frames_bad_input" in values and "/triton_detect" in status.name:
-                return int(values["frames_bad_input"])
+            if "frames_dropped_bad_input" in values and "/triton_detect" in status.name:
+                return int(values["frames_dropped_bad_input"])
         return -1
     assert wait_until(lambda: bad_count() == 3, 10), statuses[-1:] or "no diagnostics"
     log = node.output()
@@ -149,9 +149,77 @@ def test_bad_configuration_exits_with_clear_error(start_node):
     assert "protocol='ftp' is not one of ['grpc', 'http']" in node.output()
 
 
-def test_unreachable_server_exits_with_clear_error(start_node):
-    from triton_ros.tools.local_server import free_port
-    node = start_node(DETECT, {"server_url": f"127.0.0.1:{free_port()}",
-                               "server_wait_timeout_s": 1.0})
-    assert node.process.wait(30) != 0
-    assert "not ready" in node.output()
+def diagnostics_values(statuses, name="/triton_detect"):
+    for status in reversed(statuses):
+        if name in status.name:
+            return status.level, {kv.key: kv.value for kv in status.values}
+    return None, {}
+
+
+def test_node_waits_for_server_then_reconnects_after_restart(sample_bag, start_node, ros_node,
+                                                             tmp_path):
+    """Node started before the server runs on, connects when it appears, and survives a restart."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    from triton_ros.tools.local_server import LocalTritonServer, free_port
+    ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
+    node = start_node(DETECT, {"server_url": f"127.0.0.1:{ports['grpc_port']}",
+                               "server_wait_timeout_s": 0.5, "reconnect_initial_s": 0.2,
+                               "reconnect_max_s": 1.0, "image_reliability": "reliable",
+                               "request_timeout_s": 2.0},
+                      remaps={"image": "/rc/image", "detections": "/rc/dets"})
+    collector = Collector(ros_node, "/rc/dets")
+    statuses = []
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics",
+                                 lambda m: statuses.extend(m.status), 10)
+    publisher = ros_node.create_publisher(Image, "/rc/image", RELIABLE)
+    node.wait_for_output("running on and reconnecting", timeout_s=60)
+    assert wait_until(lambda: publisher.get_subscription_count() > 0, 30), node.output()
+    messages = bag_messages(sample_bag, IMAGE_TOPIC, 40, every=3)
+    frames = iter(messages)
+
+    def feed_until_published(timeout_s):
+        """Publish one frame every 0.2 s until a detection array for one of them arrives."""
+        sent = set()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            raw, msg = next(frames)
+            sent.add(stamp_to_ns(msg.header.stamp))
+            publisher.publish(raw)
+            if wait_until(lambda: sent & set(collector.by_stamp), 0.2):
+                return True
+        return False
+
+    publisher.publish(messages[0][0])
+    assert wait_until(lambda: int(diagnostics_values(statuses)[1].get(
+        "frames_dropped_server_unavailable", 0)) >= 1, 15), node.output()
+    level, values = diagnostics_values(statuses)
+    assert level == DiagnosticStatus.ERROR and values["connection"] == "unavailable"
+    assert node.alive()
+
+    server = LocalTritonServer(log_path=tmp_path / "server.log", **ports)
+    try:
+        server.start(120)
+        assert feed_until_published(60), node.output()
+        server.stop()                     # the server goes away while the node runs
+        time.sleep(1.0)
+        for _ in range(3):
+            publisher.publish(next(frames)[0])
+            time.sleep(0.2)
+        assert node.alive()
+        server.start(120)                 # ... and comes back on the same ports
+        assert feed_until_published(60), node.output()
+    finally:
+        server.cleanup()
+    assert node.alive()
+    assert wait_until(lambda: diagnostics_values(statuses)[1].get("connection") == "ready", 10)
+    values = diagnostics_values(statuses)[1]
+    assert int(values["reconnects"]) >= 1
+    assert "connected to" in node.output()
+
+
+def test_model_the_node_cannot_drive_exits_with_clear_error(triton_server, start_node):
+    node = start_node(DETECT, {"server_url": triton_server.grpc_url,
+                               "input_name": "no_such_input"})
+    assert node.process.wait(60) == 2
+    assert "has no image input named 'no_such_input'" in node.output()

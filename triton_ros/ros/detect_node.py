@@ -1,41 +1,53 @@
 """detect_node: camera images -> Triton detection model -> vision_msgs/Detection2DArray.
 
-Topics (relative, remap them): subscribes ``image`` (sensor_msgs/Image) and
-``image/compressed`` (sensor_msgs/CompressedImage, only if ``subscribe_compressed``); publishes
-``detections`` (vision_msgs/Detection2DArray, reliable) and ``/diagnostics``.
+Cameras: ``cameras`` lists camera names (unset = one unnamed camera). For camera ``c`` the node
+subscribes ``c/image`` (sensor_msgs/Image) — or ``c/image/compressed`` (CompressedImage) for an
+entry written ``c:compressed`` — and publishes ``c/detections`` (reliable) and, only while someone
+subscribes, ``c/debug_image`` (boxes drawn). The unnamed camera uses ``image``/``detections``.
+All topics are relative: remap them or push a namespace.
 
-Threading: subscription callbacks only enqueue (bounded, oldest dropped and counted); one worker
-thread takes up to ``max_batch_size`` frames, runs one Triton request and publishes. Boxes are in
-the source image's pixels and each array carries its source header (stamp, frame_id).
+Batching: callbacks only put frames into per-camera slots (``queue_size`` deep, newest wins, drops
+counted); ``max_in_flight`` workers each take a batch of up to the model's ``max_batch_size``
+frames (across cameras and time), flushed when full or after ``max_delay_ms``, or — with
+``sync_tolerance_ms`` — one frame per camera with stamps within the tolerance.
+
+Server: waits ``server_wait_timeout_s`` at start, then keeps running while the server is away
+(frames counted as ``dropped_server_unavailable``), reconnecting with exponential backoff and
+jitter. Every frame is accounted for on ``/diagnostics``. Boxes are in source image pixels and
+each array carries its source header (stamp, frame_id).
 """
+import collections
 import dataclasses
 import sys
 import threading
 import time
 
+import cv2
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import SetParametersResult
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_sensor_data
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray
+
+from triton_ros.batcher import CameraBatcher
+from triton_ros.connection import Backoff, ModelConnection
+from triton_ros.decoders import TfodOutputs
+from triton_ros.detector import Detector, DetectorConfig
+from triton_ros.model_spec import ModelSpecError
+from triton_ros.preprocess import COLOR_ORDERS, RESIZE_MODES, SCALING_MODES
+from triton_ros.ros.messages import (detections_to_msg, image_msg_to_bgr, stamp_to_ns)
+from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
+from triton_ros.triton_client import PROTOCOLS, TritonClient, TritonError
 
 try:  # Iron and newer
     from rclpy.event_handler import SubscriptionEventCallbacks
 except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
-
-from triton_ros.decoders import TfodOutputs
-from triton_ros.detector import Detector, DetectorConfig
-from triton_ros.frame_queue import FrameQueue
-from triton_ros.preprocess import COLOR_ORDERS, RESIZE_MODES, SCALING_MODES
-from triton_ros.ros.messages import detections_to_msg, image_msg_to_bgr
-from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
-from triton_ros.triton_client import PROTOCOLS, TritonClient, TritonError
 
 PARAMETERS = [
     ParamSpec("server_url", "127.0.0.1:8001", "Triton endpoint host:port (gRPC 8001, HTTP 8000)"),
@@ -45,8 +57,12 @@ PARAMETERS = [
     ParamSpec("request_timeout_s", 5.0, "per-request timeout, seconds", min_value=0.01,
               max_value=600.0),
     ParamSpec("server_wait_timeout_s", 30.0,
-              "how long to wait at start for the server and model to be ready, seconds",
-              min_value=0.0, max_value=3600.0),
+              "how long start-up waits for the server and model before running on and "
+              "reconnecting in the background, seconds", min_value=0.0, max_value=3600.0),
+    ParamSpec("reconnect_initial_s", 0.5, "first reconnect delay, seconds (doubles, jittered)",
+              min_value=0.01, max_value=60.0),
+    ParamSpec("reconnect_max_s", 10.0, "largest reconnect delay, seconds", min_value=0.01,
+              max_value=600.0),
     ParamSpec("score_threshold", 0.5, "minimum detection score", read_only=False,
               min_value=0.0, max_value=1.0),
     ParamSpec("max_detections", 100, "at most this many detections per image (best first)",
@@ -72,17 +88,68 @@ PARAMETERS = [
     ParamSpec("pad_value", 114, "letterbox fill value", min_value=0, max_value=255),
     ParamSpec("scaling", "NONE", "pixel scaling (as Triton's image_client.py)",
               choices=SCALING_MODES),
-    ParamSpec("queue_size", 8, "frames buffered before the oldest is dropped",
+    ParamSpec("mean", Parameter.Type.DOUBLE_ARRAY,
+              "per-channel mean subtracted (model colour order, 0..255 units); unset = none"),
+    ParamSpec("std", Parameter.Type.DOUBLE_ARRAY, "per-channel std divided by; unset = none"),
+    ParamSpec("cameras", Parameter.Type.STRING_ARRAY,
+              "camera names, 'name' (Image) or 'name:compressed'; unset = one unnamed camera"),
+    ParamSpec("subscribe_compressed", False,
+              "also subscribe <camera>/image/compressed for Image cameras"),
+    ParamSpec("max_batch_size", 0, "frames per request; 0 = the model's max_batch_size",
+              min_value=0, max_value=1024),
+    ParamSpec("max_delay_ms", 5.0, "longest a frame waits for a fuller batch, milliseconds",
+              min_value=0.0, max_value=10000.0),
+    ParamSpec("max_in_flight", 1,
+              "concurrent requests (workers); >1 may publish batches out of stamp order",
+              min_value=1, max_value=64),
+    ParamSpec("queue_size", 2, "frames kept per camera before the oldest is dropped (stale)",
               min_value=1, max_value=1000),
-    ParamSpec("subscribe_compressed", False, "also subscribe to image/compressed"),
+    ParamSpec("sync_tolerance_ms", 0.0,
+              "synchronized mode: batch one frame per camera with stamps within this; 0 = off",
+              min_value=0.0, max_value=10000.0),
     ParamSpec("image_reliability", "best_effort",
               "image subscription reliability (REP-2003 sensor data: best_effort)",
               choices=("best_effort", "reliable")),
+    ParamSpec("image_durability", "volatile", "image subscription durability",
+              choices=("volatile", "transient_local")),
     ParamSpec("image_qos_depth", 5, "image subscription history depth", min_value=1,
               max_value=1000),
+    ParamSpec("publish_debug_image", True,
+              "publish <camera>/debug_image with boxes drawn (only while subscribed)"),
     ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics reports, seconds",
               min_value=0.1, max_value=60.0),
 ]
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                      history=HistoryPolicy.KEEP_LAST)
+
+
+def parse_cameras(entries: list[str]) -> list[tuple[str, bool]]:
+    """['front', 'rear:compressed'] -> [('front', False), ('rear', True)]; [] -> [('', False)]."""
+    cameras = []
+    for entry in entries or [""]:
+        name, _, transport = entry.partition(":")
+        if transport not in ("", "compressed"):
+            raise ParameterError(f"cameras entry {entry!r}: transport must be empty or "
+                                 "'compressed'")
+        cameras.append((name.strip("/"), transport == "compressed"))
+    names = [name for name, _ in cameras]
+    if len(set(names)) != len(names):
+        raise ParameterError(f"cameras has duplicate names: {names}")
+    return cameras
+
+
+class Camera:
+    """One camera's topics and counters."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.counters = collections.Counter()
+        self.publisher = None
+        self.debug_publisher = None
+
+    def topic(self, leaf: str) -> str:
+        return f"{self.name}/{leaf}" if self.name else leaf
 
 
 class DetectNode(Node):
@@ -90,52 +157,69 @@ class DetectNode(Node):
         super().__init__("triton_detect", **kwargs)
         p = declare_all(self, PARAMETERS)
         self.params = p
-        self.client = TritonClient(p["server_url"], p["model_name"], p["protocol"],
-                                   p["model_version"], p["request_timeout_s"])
-        self.get_logger().info(f"waiting up to {p['server_wait_timeout_s']:.0f} s for "
-                               f"{self.client}")
-        self.client.wait_until_ready(p["server_wait_timeout_s"])
-        self.detector = Detector(self.client, self._detector_config(p))
-        image = self.detector.preprocess.cfg
-        self.get_logger().info(
-            f"model {self.detector.spec.name!r}: input {self.detector.input_name!r} "
-            f"{image.layout} {image.width}x{image.height} {image.dtype}, max_batch_size "
-            f"{self.detector.spec.max_batch_size}, {len(self.detector.labels)} labels")
-
-        self.counters = {"received": 0, "processed": 0, "published": 0, "dropped_queue_full": 0,
-                         "dropped_by_dds": 0, "bad_input": 0, "inference_failed": 0}
-        self.latencies_ms: list[float] = []
+        self.detector_config = self._detector_config(p)
+        self.detector_config.validate()
+        camera_specs = parse_cameras(p["cameras"])
+        self._lock = threading.Lock()
+        self.counters = collections.Counter()
+        self.latencies_ms = collections.deque(maxlen=2000)
         self.last_error = ""
         self._last_logged: dict[str, float] = {}
-        self._lock = threading.Lock()
-        self.queue = FrameQueue(p["queue_size"])
-        self.publisher = self.create_publisher(
-            Detection2DArray, "detections",
-            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                       history=HistoryPolicy.KEEP_LAST))
-        self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        self.client = TritonClient(p["server_url"], p["model_name"], p["protocol"],
+                                   p["model_version"], p["request_timeout_s"])
+        self.connection = ModelConnection(
+            self._connect, Backoff(p["reconnect_initial_s"], p["reconnect_max_s"]),
+            on_change=self._on_connection_change,
+            fatal=(ModelSpecError, ValueError, FileNotFoundError))
+        self.detector: Detector | None = None
+        self._wait_for_server(p["server_wait_timeout_s"])
+
+        self.cameras = {name: Camera(name) for name, _ in camera_specs}
+        self.batcher = CameraBatcher(
+            list(self.cameras), max_batch=self._max_batch(), max_delay_s=p["max_delay_ms"] / 1e3,
+            depth=p["queue_size"],
+            sync_tolerance_s=(p["sync_tolerance_ms"] / 1e3) if p["sync_tolerance_ms"] else None)
         image_qos = QoSProfile(
             depth=p["image_qos_depth"], history=HistoryPolicy.KEEP_LAST,
             reliability=(ReliabilityPolicy.BEST_EFFORT if p["image_reliability"] == "best_effort"
                          else ReliabilityPolicy.RELIABLE),
-            durability=qos_profile_sensor_data.durability)
-        self.create_subscription(Image, "image", self._on_image, image_qos,
-                                 event_callbacks=self._qos_events("image"))
-        if p["subscribe_compressed"]:
-            self.create_subscription(CompressedImage, "image/compressed", self._on_image,
-                                     image_qos, event_callbacks=self._qos_events("image/compressed"))
+            durability=(DurabilityPolicy.VOLATILE if p["image_durability"] == "volatile"
+                        else DurabilityPolicy.TRANSIENT_LOCAL))
+        for name, compressed in camera_specs:
+            camera = self.cameras[name]
+            camera.publisher = self.create_publisher(Detection2DArray, camera.topic("detections"),
+                                                     RELIABLE)
+            if p["publish_debug_image"]:
+                camera.debug_publisher = self.create_publisher(
+                    Image, camera.topic("debug_image"), 2)
+            subscriptions = [(CompressedImage, "image/compressed")] if compressed else (
+                [(Image, "image")] + ([(CompressedImage, "image/compressed")]
+                                      if p["subscribe_compressed"] else []))
+            for msg_type, leaf in subscriptions:
+                topic = camera.topic(leaf)
+                self.create_subscription(
+                    msg_type, topic, lambda msg, c=camera: self._on_image(c, msg), image_qos,
+                    event_callbacks=self._qos_events(camera, topic))
+                self.get_logger().info(f"camera {name or '(default)'}: "
+                                       f"{self.resolve_topic_name(topic)} -> "
+                                       f"{self.resolve_topic_name(camera.topic('detections'))}")
+        self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # Steady clock: under use_sim_time a ROS-time timer stops with /clock (end of a replay).
         self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._running = True
-        self._worker = threading.Thread(target=self._work, name="triton_infer", daemon=True)
-        self._worker.start()
-        self.get_logger().info(f"subscribed to {self.resolve_topic_name('image')}, publishing "
-                               f"{self.resolve_topic_name('detections')}")
+        self._workers = [threading.Thread(target=self._work, name=f"triton_infer_{i}",
+                                          daemon=True) for i in range(p["max_in_flight"])]
+        for worker in self._workers:
+            worker.start()
+        self.get_logger().info(f"ready: {len(self.cameras)} camera(s), "
+                               f"{p['max_in_flight']} request(s) in flight")
 
-    @staticmethod
-    def _detector_config(p) -> DetectorConfig:
+    # -- configuration and connection --
+
+    def _detector_config(self, p) -> DetectorConfig:
         return DetectorConfig(
             score_threshold=p["score_threshold"], max_detections=p["max_detections"],
             class_filter=frozenset(c for c in p["class_filter"] if c),
@@ -146,7 +230,45 @@ class DetectNode(Node):
             input_name=p["input_name"], input_width=p["input_width"],
             input_height=p["input_height"], input_layout=p["input_layout"],
             color_order=p["color_order"], resize=p["resize"], pad_value=p["pad_value"],
-            scaling=p["scaling"])
+            scaling=p["scaling"], mean=tuple(p["mean"]), std=tuple(p["std"]))
+
+    def _connect(self) -> Detector:
+        """Check readiness, discover the model, build the Detector (raises when not possible)."""
+        if not self.client.is_model_ready():
+            raise TritonError(f"model {self.client.model_name!r} not ready on "
+                              f"{self.client.protocol}://{self.client.url}")
+        detector = Detector(self.client, self.detector_config)
+        image = detector.preprocess.cfg
+        self.get_logger().info(
+            f"model {detector.spec.name!r}: input {detector.input_name!r} {image.layout} "
+            f"{image.width}x{image.height} {image.dtype}, max_batch_size "
+            f"{detector.spec.max_batch_size}, {len(detector.labels)} labels")
+        self.detector = detector
+        if hasattr(self, "batcher"):
+            self.batcher.set_max_batch(self._max_batch())
+        return detector
+
+    def _max_batch(self) -> int:
+        if self.params["max_batch_size"]:
+            return self.params["max_batch_size"]
+        return self.detector.max_batch if self.detector is not None else 1
+
+    def _wait_for_server(self, timeout_s: float) -> None:
+        self.get_logger().info(f"waiting up to {timeout_s:.0f} s for {self.client}")
+        deadline = time.monotonic() + timeout_s
+        while self.connection.get() is None:
+            if time.monotonic() >= deadline:
+                self.get_logger().error(
+                    f"{self.client} not ready after {timeout_s:.0f} s "
+                    f"({self.connection.last_error}); running on and reconnecting")
+                return
+            time.sleep(0.2)
+
+    def _on_connection_change(self, state: str, detail: str) -> None:
+        if state == "ready":
+            self.get_logger().info(f"connected to {self.client}")
+        else:
+            self._report_error(f"Triton unavailable: {detail}", kind="connection", every_s=10.0)
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         """Apply the dynamic parameters (score_threshold, max_detections) between requests."""
@@ -161,72 +283,110 @@ class DetectNode(Node):
                 return SetParametersResult(successful=False, reason=problem)
             changes[param.name] = param.value
         if changes:
-            self.detector.cfg = dataclasses.replace(self.detector.cfg, **changes)
+            self.detector_config = dataclasses.replace(self.detector_config, **changes)
+            if self.detector is not None:
+                self.detector.cfg = dataclasses.replace(self.detector.cfg, **changes)
             self.get_logger().info(f"updated {changes}")
         return SetParametersResult(successful=True)
 
-    def _qos_events(self, topic: str) -> SubscriptionEventCallbacks:
+    def _qos_events(self, camera: Camera, topic: str) -> SubscriptionEventCallbacks:
         """Count frames DDS reports lost; explain QoS mismatches (a silent failure otherwise)."""
         name = self.resolve_topic_name(topic)
 
         def lost(info):
-            self._count("dropped_by_dds", info.total_count_change)
-            self.get_logger().warning(f"DDS lost {info.total_count_change} frame(s) on {name} "
-                                   f"({info.total_count} so far)", throttle_duration_sec=5.0)
+            self._drop(camera, "dds_lost", info.total_count_change)
+            self._report_error(f"DDS lost {info.total_count_change} frame(s) on {name}",
+                               kind=f"lost{name}", every_s=5.0)
 
         def incompatible(info):
-            self.get_logger().error(
-                f"a publisher on {name} has QoS incompatible with this subscription "
-                f"(policy id {info.last_policy_kind}); no frames will arrive from it. Hint: "
-                f"image_reliability is {self.params['image_reliability']!r} — a best_effort "
-                "camera needs image_reliability:=best_effort; check durability too")
+            self._report_error(
+                f"a publisher on {name} offers QoS incompatible with this subscription "
+                f"(policy id {info.last_policy_kind}); no frames will arrive from it. Hint: this "
+                f"node asks image_reliability={self.params['image_reliability']!r}, "
+                f"image_durability={self.params['image_durability']!r}; a best_effort camera "
+                "needs image_reliability:=best_effort, a volatile one "
+                "image_durability:=volatile", kind=f"qos{name}", every_s=10.0)
         return SubscriptionEventCallbacks(message_lost=lost, incompatible_qos=incompatible)
 
-    def _count(self, key: str, n: int = 1) -> None:
-        with self._lock:
-            self.counters[key] += n
+    # -- data path --
 
-    def _on_image(self, msg) -> None:
-        self._count("received")
-        if self.queue.put((time.monotonic(), msg)) is not None:
-            self._count("dropped_queue_full")
-            self.get_logger().warning("inference is behind: dropped the oldest queued frame "
-                                   f"({self.counters['dropped_queue_full']} so far)",
-                                   throttle_duration_sec=5.0)
+    def _drop(self, camera: Camera, reason: str, count: int = 1) -> None:
+        with self._lock:
+            camera.counters[f"dropped_{reason}"] += count
+
+    def _on_image(self, camera: Camera, msg) -> None:
+        with self._lock:
+            camera.counters["received"] += 1
+        evicted = self.batcher.put(camera.name, stamp_to_ns(msg.header.stamp),
+                                   (time.monotonic(), msg))
+        if evicted is not None:
+            self._drop(camera, "stale")
 
     def _work(self) -> None:
         while self._running:
-            batch = self.queue.take(self.detector.max_batch, timeout_s=0.2)
+            batch = self.batcher.next_batch(timeout_s=0.2)
             if batch:
                 self._process(batch)
 
     def _process(self, batch) -> None:
+        try:
+            detector = self.connection.get()
+        except (ModelSpecError, ValueError, FileNotFoundError) as exc:
+            detector = None
+            self._report_error(f"model cannot be used: {exc}", kind="model")
+        if detector is None:
+            for pending in batch:
+                self._drop(self.cameras[pending.camera], "server_unavailable")
+            return
         frames, items = [], []
-        for received_at, msg in batch:
+        for pending in batch:
+            received_at, msg = pending.item
+            camera = self.cameras[pending.camera]
             try:
                 frames.append(image_msg_to_bgr(msg))
-                items.append((received_at, msg))
+                items.append((camera, received_at, msg))
             except ValueError as exc:
-                self._count("bad_input")
+                self._drop(camera, "bad_input")
                 self._report_error(f"bad frame from {msg.header.frame_id!r}: {exc}",
                                    kind=type(exc).__name__ + str(exc)[:20])
         if not frames:
             return
         try:
-            results = self.detector.detect(frames)
+            results = detector.detect(frames)
         except (TritonError, ValueError) as exc:
-            self._count("inference_failed", len(frames))
+            for camera, _, _ in items:
+                self._drop(camera, "inference_failed")
             self._report_error(f"inference failed for {len(frames)} frame(s): {exc}",
                                kind="inference")
+            if isinstance(exc, TritonError) and not self.client.is_model_ready():
+                self.connection.failed(exc)
             return
-        self._count("processed", len(frames))
         now = time.monotonic()
-        for (received_at, msg), dets in zip(items, results):
-            self.publisher.publish(detections_to_msg(dets, msg.header))
+        with self._lock:
+            self.counters["requests"] += 1
+            self.counters["frames_inferred"] += len(frames)
+        for (camera, received_at, msg), dets, frame in zip(items, results, frames):
+            camera.publisher.publish(detections_to_msg(dets, msg.header))
             with self._lock:
-                self.counters["published"] += 1
+                camera.counters["published"] += 1
                 self.latencies_ms.append((now - received_at) * 1000.0)
-                del self.latencies_ms[:-1000]
+            if camera.debug_publisher is not None and \
+                    camera.debug_publisher.get_subscription_count() > 0:
+                camera.debug_publisher.publish(self._debug_image(frame, dets, msg.header))
+
+    @staticmethod
+    def _debug_image(frame, dets, header) -> Image:
+        canvas = frame.copy() if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        for (x1, y1, x2, y2), score, label in zip(dets.boxes, dets.scores, dets.labels):
+            p1, p2 = (int(x1), int(y1)), (int(x2), int(y2))
+            cv2.rectangle(canvas, p1, p2, (0, 200, 0), 2)
+            cv2.putText(canvas, f"{label} {score:.2f}", (p1[0], max(12, p1[1] - 4)),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 200, 0), 1, cv2.LINE_AA)
+        h, w = canvas.shape[:2]
+        return Image(header=header, height=h, width=w, encoding="bgr8", is_bigendian=0,
+                     step=w * 3, data=canvas.tobytes())
+
+    # -- reporting --
 
     def _report_error(self, text: str, kind: str, every_s: float = 2.0) -> None:
         """Log ``text`` unless an error of the same ``kind`` was logged in the last ``every_s``.
@@ -239,19 +399,39 @@ class DetectNode(Node):
             self._last_logged[kind] = now
             self.get_logger().error(text)
 
-    def status(self) -> DiagnosticStatus:
+    def totals(self) -> collections.Counter:
+        """Counters summed over cameras plus node-wide ones (received, published, dropped_*)."""
         with self._lock:
-            counters = dict(self.counters)
+            total = collections.Counter(self.counters)
+            for camera in self.cameras.values():
+                total.update(camera.counters)
+        return total
+
+    def status(self) -> DiagnosticStatus:
+        totals = self.totals()
+        lost = sum(v for k, v in totals.items() if k.startswith("dropped_"))
+        level, message = DiagnosticStatus.OK, "ok"
+        if lost:
+            level, message = DiagnosticStatus.WARN, f"{lost} frame(s) not processed"
+        if self.connection.state != "ready":
+            level, message = DiagnosticStatus.ERROR, f"Triton {self.connection.state}"
+        values = {f"frames_{k}": str(v) for k, v in sorted(totals.items())}
+        for key in ("received", "published", "dropped_stale", "dropped_server_unavailable",
+                    "dropped_bad_input", "dropped_inference_failed", "dropped_dds_lost"):
+            values.setdefault(f"frames_{key}", "0")
+        with self._lock:
+            for camera in self.cameras.values():
+                for key, value in sorted(camera.counters.items()):
+                    values[f"camera[{camera.name}].{key}"] = str(value)
             latencies = list(self.latencies_ms)
-        lost = (counters["dropped_queue_full"] + counters["dropped_by_dds"] + counters["bad_input"]
-                + counters["inference_failed"])
-        level = DiagnosticStatus.OK if not lost else DiagnosticStatus.WARN
-        message = "ok" if not lost else f"{lost} frame(s) not processed"
-        if counters["inference_failed"] and not counters["processed"]:
-            level, message = DiagnosticStatus.ERROR, "no successful inference"
-        values = {**{f"frames_{k}": str(v) for k, v in counters.items()},
-                  "server": f"{self.client.protocol}://{self.client.url}",
-                  "model": self.client.model_name, "last_error": self.last_error}
+        batch_sizes = dict(self.batcher.batch_sizes)
+        values.update({
+            "server": f"{self.client.protocol}://{self.client.url}",
+            "model": self.client.model_name, "connection": self.connection.state,
+            "reconnects": str(max(0, self.connection.connects - 1)),
+            "connection_losses": str(self.connection.losses),
+            "batch_sizes": " ".join(f"{k}:{v}" for k, v in sorted(batch_sizes.items())),
+            "last_error": self.last_error})
         if latencies:
             values["latency_ms_p50"] = f"{np.percentile(latencies, 50):.1f}"
             values["latency_ms_p99"] = f"{np.percentile(latencies, 99):.1f}"
@@ -266,14 +446,16 @@ class DetectNode(Node):
         self.diagnostics.publish(array)
 
     def shutdown(self) -> None:
-        """Stop the worker and log the final counters (nothing is lost silently)."""
+        """Stop the workers and print the final counters (nothing is lost silently)."""
         self._running = False
-        self.queue.close()
-        self._worker.join(timeout=5.0)
-        with self._lock:
-            unprocessed = len(self.queue)
-            summary = ", ".join(f"{k}={v}" for k, v in self.counters.items())
-        self.get_logger().info(f"final counters: {summary}, left_in_queue={unprocessed}")
+        self.batcher.close()
+        for worker in self._workers:
+            worker.join(timeout=5.0)
+        left = self.batcher.pending()
+        summary = ", ".join(f"{k}={v}" for k, v in sorted(self.totals().items()))
+        # stderr, not the logger: at Ctrl-C the ROS context (and /rosout) is already shut down.
+        print(f"[triton_detect] final counters: {summary}, left_pending={left}",
+              file=sys.stderr, flush=True)
         self.client.close()
 
 
@@ -283,19 +465,18 @@ def main(args=None) -> int:
     try:
         node = DetectNode()
         rclpy.spin(node)
-    except (ParameterError, TritonError, ValueError, FileNotFoundError) as exc:
+    except (ParameterError, ModelSpecError, ValueError, FileNotFoundError) as exc:
         # Configuration problems: one clear line and a non-zero exit.
         print(f"[triton_detect] configuration error: {exc}", file=sys.stderr, flush=True)
         return 2
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
     finally:
-        if node is not None and hasattr(node, "_worker"):
+        if node is not None and hasattr(node, "_workers"):
             node.shutdown()
         if node is not None:
             node.destroy_node()
-        if rclpy.ok():
-            rclpy.try_shutdown()
+        rclpy.try_shutdown()
     return 0
 
 

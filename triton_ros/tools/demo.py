@@ -81,10 +81,8 @@ class DemoProbe:
     def accounted_frames(self) -> int:
         """Frames the node reports as published, dropped, bad or failed (from /diagnostics)."""
         counters = self.diagnostics
-        keys = ("frames_published", "frames_dropped_queue_full", "frames_bad_input",
-                "frames_inference_failed")
-        return sum(int(counters.get(k, 0)) for k in keys) + int(
-            counters.get("frames_dropped_by_dds", 0))
+        return sum(int(v) for k, v in counters.items()
+                   if k == "frames_published" or k.startswith("frames_dropped_"))
 
     def close(self):
         import rclpy
@@ -241,7 +239,9 @@ def write_outputs(args, frames, sent_at, probe, deserialize_message, Image, raw_
         "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
         "latency_ms_p99": round(float(np.percentile(latencies, 99)), 1) if latencies else None,
         "replay_rate": args.rate, "protocol": args.protocol,
-        "node_counters": {k: v for k, v in probe.diagnostics.items() if k.startswith("frames_")},
+        "node_counters": {k: int(v) for k, v in probe.diagnostics.items()
+                          if k.startswith("frames_")},
+        "batch_sizes": probe.diagnostics.get("batch_sizes", ""),
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"demo: {summary['frames_in']} frames in, {processed} processed "
