@@ -1,4 +1,5 @@
 """Helpers for integration tests: node processes, bag messages, waiting."""
+import json
 import os
 import signal
 import subprocess
@@ -36,7 +37,7 @@ class NodeProcess:
             if isinstance(value, bool):
                 value = str(value).lower()
             elif isinstance(value, (list, tuple)):
-                value = "[" + ",".join(str(v) for v in value) + "]"
+                value = "[" + ",".join(json.dumps(v) for v in value) + "]"  # YAML flow list
             args += ["-p", f"{key}:={value}"]
         for src, dst in (remaps or {}).items():
             args += ["-r", f"{src}:={dst}"]
