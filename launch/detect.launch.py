@@ -53,6 +53,11 @@ def _to_bool(value):
     raise ValueError(f"expected true or false, got '{value}'")
 
 
+def _to_list(value):
+    """Convert 'front, rear:compressed' to ['front', 'rear:compressed']."""
+    return [item.strip() for item in value.split(',') if item.strip()]
+
+
 # Launch arguments that override a parameter only when non-empty, with the
 # function that converts the launch string to the parameter's type.
 OVERRIDES = {
@@ -62,6 +67,7 @@ OVERRIDES = {
     'model_version': str,
     'score_threshold': float,
     'use_sim_time': _to_bool,
+    'cameras': _to_list,
 }
 
 
@@ -177,6 +183,11 @@ def generate_launch_description():
         DeclareLaunchArgument(
             'use_sim_time', default_value='',
             description='Use /clock time (true/false). Empty leaves it unset here.'),
+        DeclareLaunchArgument(
+            'cameras', default_value='',
+            description='Comma-separated camera names for one multi-camera node, e.g. '
+                        '"front,rear:compressed" (topics <camera>/image -> '
+                        '<camera>/detections). Empty: one camera on image_topic.'),
         DeclareLaunchArgument(
             'image_topic', default_value='image',
             description='Input sensor_msgs/Image topic, remapped onto the relative "image".'),

@@ -7,26 +7,16 @@ import re
 
 import pytest
 
+from triton_ros.ros.detect_node import PARAMETERS as DETECT_PARAMETERS
+
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / 'launch' / 'detect.launch.py'
 CONFIG_DIR = ROOT / 'config'
 PRESETS_DIR = CONFIG_DIR / 'presets'
 DEFAULT_PARAMS = CONFIG_DIR / 'detect.yaml'
 
-# Parameters the triton_detect node declares; keep in sync with the node.
-KNOWN_PARAMETERS = {
-    'server_url',
-    'protocol',
-    'model_name',
-    'model_version',
-    'score_threshold',
-    'max_detections',
-    'class_filter',
-    'labels_file',
-    'request_timeout_s',
-    'server_wait_timeout_s',
-    'use_sim_time',
-}
+# Every parameter the node declares (one source of truth), plus rclpy's own use_sim_time.
+KNOWN_PARAMETERS = {spec.name for spec in DETECT_PARAMETERS} | {'use_sim_time'}
 # Declared as doubles by the node: YAML must spell them as floats (5.0, not 5).
 DOUBLE_PARAMETERS = {'score_threshold', 'request_timeout_s', 'server_wait_timeout_s'}
 STRING_PARAMETERS = {'server_url', 'protocol', 'model_name', 'model_version', 'labels_file'}
