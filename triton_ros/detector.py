@@ -2,12 +2,13 @@
 
 No ROS here; the detect node wraps a :class:`Detector`.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from triton_ros.decoders import TfodOutputs, decode_tfod, filter_detections
+from triton_ros.decoders import (TfodOutputs, YoloOutputs, decode_tfod, decode_yolo,
+                                 filter_detections)
 from triton_ros.detections import Detections
 from triton_ros.labels import LabelMap
 from triton_ros.model_spec import ModelSpec, ModelSpecError
@@ -15,7 +16,7 @@ from triton_ros.preprocess import PreprocessConfig, Preprocessor
 from triton_ros.resources import config_path
 from triton_ros.triton_client import TritonClient
 
-DECODERS = ("tfod",)
+DECODERS = ("tfod", "yolo")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class DetectorConfig:
     labels_file: str = ""
     decoder: str = "tfod"
     tfod: TfodOutputs = field(default_factory=TfodOutputs)
+    yolo: YoloOutputs = field(default_factory=YoloOutputs)
     input_name: str = ""
     input_width: int = 0
     input_height: int = 0
@@ -84,7 +86,8 @@ class Detector:
             dtype=self.spec.input(image.name).np_dtype.name, color_order=cfg.color_order,
             resize=cfg.resize, pad_value=cfg.pad_value, scaling=cfg.scaling,
             mean=cfg.mean, std=cfg.std))
-        missing = [n for n in cfg.tfod.names() if n not in {o.name for o in self.spec.outputs}]
+        self.output_names = cfg.tfod.names() if cfg.decoder == "tfod" else cfg.yolo.names()
+        missing = [n for n in self.output_names if n not in {o.name for o in self.spec.outputs}]
         if missing:
             raise ModelSpecError(
                 f"model {self.spec.name!r} lacks the {cfg.decoder} decoder's outputs {missing}; "
@@ -102,14 +105,23 @@ class Detector:
             batch = np.stack([tensor for tensor, _ in chunk])
             if self.spec.max_batch_size == 0:
                 batch = batch[0]
-            outputs = self.client.infer({self.input_name: batch}, self.cfg.tfod.names())
+            outputs = self.client.infer({self.input_name: batch}, self.output_names)
             if self.spec.max_batch_size == 0:
                 outputs = {k: v[None] for k, v in outputs.items()}
-            pc = self.preprocess.cfg
-            decoded = decode_tfod(outputs, pc.width, pc.height, self.cfg.tfod, self.labels)
-            for dets, (_, transform) in zip(decoded, chunk):
-                dets = filter_detections(dets, self.cfg.score_threshold,
-                                         self.cfg.max_detections, self.cfg.class_filter)
+            cfg = self.cfg  # read once: dynamic parameters may replace it meanwhile
+            for dets, (_, transform) in zip(self._decode(outputs, cfg), chunk):
+                dets = filter_detections(dets, cfg.score_threshold, cfg.max_detections,
+                                         cfg.class_filter)
                 dets.boxes = transform.boxes_to_source(dets.boxes)
                 results.append(dets)
         return results
+
+    def _decode(self, outputs, cfg: DetectorConfig):
+        pc = self.preprocess.cfg
+        if cfg.decoder == "tfod":
+            return decode_tfod(outputs, pc.width, pc.height, cfg.tfod, self.labels)
+        # The pre-NMS floor must not cut above a lower user threshold.
+        yolo = replace(cfg.yolo, pre_nms_score_threshold=min(
+            cfg.yolo.pre_nms_score_threshold, cfg.score_threshold))
+        return decode_yolo(outputs, pc.width, pc.height, yolo, self.labels, cfg.score_threshold,
+                           cfg.max_detections, class_filter=cfg.class_filter)

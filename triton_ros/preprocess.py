@@ -9,7 +9,8 @@ Contract:
   from the model input back to the source image.
 
 Scaling modes follow Triton's ``image_client.py``: NONE (raw 0..255), INCEPTION (x/127.5 - 1),
-VGG (x - per-channel mean, BGR means ordered to the colour order); explicit mean/std override.
+VGG (x - per-channel mean, BGR means ordered to the colour order); plus UNIT (x/255, what
+Ultralytics YOLO exports expect); explicit mean/std override.
 """
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ import numpy as np
 
 RESIZE_MODES = ("stretch", "letterbox", "center_crop")
 COLOR_ORDERS = ("RGB", "BGR")
-SCALING_MODES = ("NONE", "INCEPTION", "VGG")
+SCALING_MODES = ("NONE", "UNIT", "INCEPTION", "VGG")
 VGG_MEAN_RGB = (123.68, 116.78, 103.94)
 
 
@@ -52,7 +53,7 @@ class PreprocessConfig:
     color_order: str = "RGB"          # channel order the model expects
     resize: str = "stretch"           # stretch | letterbox | center_crop
     pad_value: int = 114              # letterbox fill, 0..255 before scaling
-    scaling: str = "NONE"             # NONE | INCEPTION | VGG
+    scaling: str = "NONE"             # NONE | UNIT | INCEPTION | VGG
     mean: tuple[float, ...] = ()      # explicit per-channel mean (model colour order), 0..255
     std: tuple[float, ...] = ()       # explicit per-channel std
 
@@ -115,6 +116,8 @@ class Preprocessor:
         cfg = self.cfg
         if cfg.mean or cfg.std:
             return (cfg.mean or (0.0,) * cfg.channels), (cfg.std or (1.0,) * cfg.channels)
+        if cfg.scaling == "UNIT":
+            return (0.0,) * cfg.channels, (255.0,) * cfg.channels
         if cfg.scaling == "INCEPTION":
             return (127.5,) * cfg.channels, (127.5,) * cfg.channels
         if cfg.scaling == "VGG":

@@ -36,8 +36,8 @@ from vision_msgs.msg import Detection2DArray
 
 from triton_ros.batcher import CameraBatcher
 from triton_ros.connection import Backoff, ModelConnection
-from triton_ros.decoders import TfodOutputs
-from triton_ros.detector import Detector, DetectorConfig
+from triton_ros.decoders import YOLO_BOX_FORMATS, YOLO_VERSIONS, TfodOutputs, YoloOutputs
+from triton_ros.detector import DECODERS, Detector, DetectorConfig
 from triton_ros.model_spec import ModelSpecError
 from triton_ros.preprocess import COLOR_ORDERS, RESIZE_MODES, SCALING_MODES
 from triton_ros.ros.messages import (detections_to_msg, image_msg_to_bgr, stamp_to_ns)
@@ -71,11 +71,19 @@ PARAMETERS = [
               "labels to keep (e.g. [person, car]); unset = all classes"),
     ParamSpec("labels_file", "",
               "class labels, one per line; empty = config/labels/<label_filename of the model>"),
-    ParamSpec("decoder", "tfod", "output decoder", choices=("tfod",)),
+    ParamSpec("decoder", "tfod", "output decoder: TF-OD/EfficientNMS or raw YOLO",
+              choices=DECODERS),
     ParamSpec("tfod_box_format", "yxyx", "TF-OD box order", choices=("yxyx", "xyxy")),
     ParamSpec("tfod_normalized_boxes", True, "TF-OD boxes are in [0, 1] (else input pixels)"),
     ParamSpec("tfod_class_offset", 1, "subtract from class ids to get 0-based label indices",
               min_value=-1000, max_value=1000),
+    ParamSpec("yolo_output", "output0", "YOLO output tensor name"),
+    ParamSpec("yolo_version", "v8", "v5 ([N, anchors, 5+C]) or v8/YOLO11 ([N, 4+C, anchors])",
+              choices=YOLO_VERSIONS),
+    ParamSpec("yolo_box_format", "cxcywh", "YOLO box encoding", choices=YOLO_BOX_FORMATS),
+    ParamSpec("yolo_normalized_boxes", False, "YOLO boxes in [0, 1] (else input pixels)"),
+    ParamSpec("yolo_class_agnostic_nms", False, "NMS across classes (else per class)"),
+    ParamSpec("yolo_iou_threshold", 0.45, "NMS IoU threshold", min_value=0.0, max_value=1.0),
     ParamSpec("input_name", "", "image input tensor; empty = discovered"),
     ParamSpec("input_width", 0, "model input width in pixels; 0 = discovered",
               min_value=0, max_value=16384),
@@ -227,6 +235,11 @@ class DetectNode(Node):
             tfod=TfodOutputs(box_format=p["tfod_box_format"],
                              normalized=p["tfod_normalized_boxes"],
                              class_offset=p["tfod_class_offset"]),
+            yolo=YoloOutputs(output=p["yolo_output"], version=p["yolo_version"],
+                             box_format=p["yolo_box_format"],
+                             normalized=p["yolo_normalized_boxes"],
+                             class_agnostic_nms=p["yolo_class_agnostic_nms"],
+                             iou_threshold=p["yolo_iou_threshold"]),
             input_name=p["input_name"], input_width=p["input_width"],
             input_height=p["input_height"], input_layout=p["input_layout"],
             color_order=p["color_order"], resize=p["resize"], pad_value=p["pad_value"],
