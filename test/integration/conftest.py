@@ -11,10 +11,12 @@ from helpers import SAMPLE_BAG, NodeProcess
 
 @pytest.fixture(scope="session")
 def triton_server(tmp_path_factory):
-    """A real tritonserver on 127.0.0.1 serving config/model_repository."""
+    """A real tritonserver on 127.0.0.1 serving every model of config/model_repository."""
+    from triton_ros.resources import config_path
     from triton_ros.tools.local_server import LocalTritonServer
     log = tmp_path_factory.mktemp("triton") / "server.log"
-    server = LocalTritonServer(log_path=log)
+    models = sorted(p.parent.name for p in config_path("model_repository").glob("*/config.pbtxt"))
+    server = LocalTritonServer(log_path=log, models=models)
     try:
         server.start(timeout_s=120)
     except Exception as exc:

@@ -197,7 +197,8 @@ def test_node_waits_for_server_then_reconnects_after_restart(sample_bag, start_n
     assert level == DiagnosticStatus.ERROR and values["connection"] == "unavailable"
     assert node.alive()
 
-    server = LocalTritonServer(log_path=tmp_path / "server.log", **ports)
+    server = LocalTritonServer(log_path=tmp_path / "server.log", models=["ssd_mobilenet_v2_coco"],
+                               **ports)
     try:
         server.start(120)
         assert feed_until_published(60), node.output()

@@ -169,7 +169,8 @@ class DetectNode(Node):
         self.detector_config.validate()
         camera_specs = parse_cameras(p["cameras"])
         self._lock = threading.Lock()
-        self.counters = collections.Counter()
+        self.requests = 0          # Triton requests that succeeded
+        self.frames_inferred = 0   # frames those requests carried
         self.latencies_ms = collections.deque(maxlen=2000)
         self.last_error = ""
         self._last_logged: dict[str, float] = {}
@@ -376,8 +377,8 @@ class DetectNode(Node):
             return
         now = time.monotonic()
         with self._lock:
-            self.counters["requests"] += 1
-            self.counters["frames_inferred"] += len(frames)
+            self.requests += 1
+            self.frames_inferred += len(frames)
         for (camera, received_at, msg), dets, frame in zip(items, results, frames):
             camera.publisher.publish(detections_to_msg(dets, msg.header))
             with self._lock:
@@ -413,9 +414,9 @@ class DetectNode(Node):
             self.get_logger().error(text)
 
     def totals(self) -> collections.Counter:
-        """Counters summed over cameras plus node-wide ones (received, published, dropped_*)."""
+        """Frame counters summed over cameras (received, published, dropped_<reason>)."""
         with self._lock:
-            total = collections.Counter(self.counters)
+            total = collections.Counter()
             for camera in self.cameras.values():
                 total.update(camera.counters)
         return total
@@ -443,6 +444,7 @@ class DetectNode(Node):
             "model": self.client.model_name, "connection": self.connection.state,
             "reconnects": str(max(0, self.connection.connects - 1)),
             "connection_losses": str(self.connection.losses),
+            "requests": str(self.requests), "frames_inferred": str(self.frames_inferred),
             "batch_sizes": " ".join(f"{k}:{v}" for k, v in sorted(batch_sizes.items())),
             "last_error": self.last_error})
         if latencies:
@@ -466,6 +468,7 @@ class DetectNode(Node):
             worker.join(timeout=5.0)
         left = self.batcher.pending()
         summary = ", ".join(f"{k}={v}" for k, v in sorted(self.totals().items()))
+        summary += f", requests={self.requests}, frames_inferred={self.frames_inferred}"
         # stderr, not the logger: at Ctrl-C the ROS context (and /rosout) is already shut down.
         print(f"[triton_detect] final counters: {summary}, left_pending={left}",
               file=sys.stderr, flush=True)

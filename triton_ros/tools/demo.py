@@ -41,6 +41,9 @@ def parse_args(argv):
     parser.add_argument("--snapshot-every", type=int, default=50)
     parser.add_argument("-p", "--node-param", action="append", default=[], metavar="NAME:=VALUE",
                         help="extra detect node parameter (repeatable)")
+    parser.add_argument("--queue-size", type=int, default=8,
+                        help="node queue_size: a replay may burst after a stall; frames beyond "
+                             "this are dropped (and counted)")
     return parser.parse_args(argv)
 
 
@@ -128,7 +131,8 @@ def run(args) -> int:
             url = args.server_url
         else:
             print("starting tritonserver on 127.0.0.1 ...", file=sys.stderr)
-            server = LocalTritonServer(log_path=args.out / "tritonserver.log").start(120)
+            server = LocalTritonServer(log_path=args.out / "tritonserver.log",
+                                       models=[args.model_name]).start(120)
             url = server.grpc_url if args.protocol == "grpc" else server.http_url
         print(f"starting detect node against {args.protocol}://{url} "
               f"(ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}) ...", file=sys.stderr)
@@ -137,6 +141,7 @@ def run(args) -> int:
             [sys.executable, "-m", "triton_ros.ros.detect_node", "--ros-args",
              "-p", f"server_url:={url}", "-p", f"protocol:={args.protocol}",
              "-p", f"model_name:={args.model_name}", "-p", "use_sim_time:=true",
+             "-p", f"queue_size:={args.queue_size}",
              "-r", f"image:={IMAGE_TOPIC}", "-r", f"detections:={DETECTIONS_TOPIC}",
              *[arg for param in args.node_param for arg in ("-p", param)]],
             env=dict(os.environ, PYTHONPATH=str(share_dir())), stdout=node_log,
@@ -240,8 +245,10 @@ def write_outputs(args, frames, sent_at, probe, deserialize_message, Image, raw_
         "latency_ms_p99": round(float(np.percentile(latencies, 99)), 1) if latencies else None,
         "replay_rate": args.rate, "protocol": args.protocol,
         "node_counters": {k: int(v) for k, v in probe.diagnostics.items()
-                          if k.startswith("frames_")},
+                          if k.startswith("frames_") or k == "requests"},
         "batch_sizes": probe.diagnostics.get("batch_sizes", ""),
+        "node_latency_ms_p50": probe.diagnostics.get("latency_ms_p50"),
+        "node_latency_ms_p99": probe.diagnostics.get("latency_ms_p99"),
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"demo: {summary['frames_in']} frames in, {processed} processed "

@@ -40,13 +40,15 @@ def default_server_venv() -> Path:
 class LocalTritonServer:
     """A tritonserver child process bound to 127.0.0.1 (context manager).
 
-    Ports of 0 are replaced by free ones. ``grpc_url``/``http_url`` are ``host:port`` strings as
+    Ports of 0 are replaced by free ones. ``models``: load only these (explicit model control);
+    default: every model in the repository. ``grpc_url``/``http_url`` are ``host:port`` strings as
     tritonclient expects them.
     """
 
     def __init__(self, model_repository: Path | None = None, server_venv: Path | None = None,
                  http_port: int = 0, grpc_port: int = 0, metrics_port: int = 0,
-                 log_path: Path | None = None, extra_args: list[str] | None = None):
+                 log_path: Path | None = None, extra_args: list[str] | None = None,
+                 models: list[str] | None = None):
         self.model_repository = Path(model_repository or config_path("model_repository"))
         self.server_venv = Path(server_venv or default_server_venv())
         self.http_port = http_port or free_port()
@@ -54,6 +56,7 @@ class LocalTritonServer:
         self.metrics_port = metrics_port or free_port()
         self.log_path = log_path
         self.extra_args = list(extra_args or [])
+        self.models = list(models or [])
         self.process: subprocess.Popen | None = None
         self._workdir: Path | None = None
         self._log_file = None
@@ -102,6 +105,8 @@ class LocalTritonServer:
                f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
                f"--metrics-port={self.metrics_port}",
                "--log-verbose=0", *self.extra_args]
+        if self.models:
+            cmd += ["--model-control-mode=explicit", *(f"--load-model={m}" for m in self.models)]
         return cmd, env
 
     def start(self, timeout_s: float = 60.0) -> "LocalTritonServer":
@@ -168,9 +173,12 @@ def main(argv=None) -> int:
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--model", action="append", default=[],
+                        help="load only this model (repeatable); default: all")
     args = parser.parse_args(argv)
     server = LocalTritonServer(args.model_repository, http_port=args.http_port,
-                               grpc_port=args.grpc_port, metrics_port=args.metrics_port)
+                               grpc_port=args.grpc_port, metrics_port=args.metrics_port,
+                               models=args.model)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     try:
