@@ -2,41 +2,140 @@
 
 No ROS here. Errors from the server or the network are raised as :class:`TritonError` with the
 endpoint in the message; callers decide whether to retry.
+
+Transport options (all off by default):
+
+- TLS: ``ssl=True`` with optional PEM file paths ``root_certificates`` (CA to trust; default:
+  the system/gRPC defaults), ``private_key`` + ``certificate_chain`` (client certificate for
+  mutual TLS). tritonserver itself serves TLS on gRPC only (``--grpc-use-ssl``); HTTPS means a
+  TLS-terminating proxy (nginx, envoy, an ingress) in front of its HTTP port.
+- ``headers``: sent with every request (health, metadata, inference, shared memory), e.g.
+  from :func:`triton_ros.credentials.auth_headers`; their values never appear in repr/str/logs.
+- ``compression``: ``""``, ``"gzip"`` or ``"deflate"`` for inference requests and responses.
+- ``shared_memory``: ``"off"``, ``"on"`` or ``"auto"`` (on when the url's host is loopback,
+  127.0.0.0/8, ``localhost`` or ``::1``). Inputs and fixed-size outputs then travel through
+  system shared memory (:mod:`triton_ros.shared_memory`); only the server on the same machine
+  (same ``/dev/shm``) can use it. ``auto`` falls back to the network (warning once) when a
+  live server cannot register a region; ``on`` raises instead. Concurrent ``infer`` calls use
+  separate regions; output sizes come from the (cached) model config; regions a restarted
+  server forgot are registered again; before the first request, regions left by dead
+  ``triton_ros`` processes are removed; ``close()`` unregisters and unlinks this client's.
 """
+import ipaddress
+import logging
+import math
+import os
 import threading
 import time
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
+from tritonclient.utils.shared_memory import SharedMemoryException
 
+from triton_ros import shared_memory as shm
+from triton_ros.credentials import SecretHeaders
 from triton_ros.model_spec import ModelSpec, model_spec_from_server
 
 PROTOCOLS = ("grpc", "http")
+COMPRESSIONS = ("", "gzip", "deflate")
+SHARED_MEMORY_MODES = ("off", "on", "auto")
+
+_log = logging.getLogger(__name__)
 
 
 class TritonError(RuntimeError):
     """A request to the Triton server failed (unreachable, model not ready, bad request)."""
 
 
+class _RegistrationFailed(TritonError):
+    """The server could not register a shared memory region (e.g. it has another /dev/shm)."""
+
+
+def url_host(url: str) -> str:
+    """The host part of ``host:port`` / ``[v6]:port`` / ``host``."""
+    if url.startswith("["):
+        return url[1:url.find("]")] if "]" in url else url[1:]
+    if url.count(":") > 1:  # bare IPv6 address
+        return url
+    return url.rsplit(":", 1)[0] if ":" in url else url
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url``'s host is ``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    host = url_host(url).lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class TritonClient:
     """Talks to one model on one Triton server.
 
     ``url``: ``host:port`` (no scheme); ``protocol``: ``grpc`` or ``http``; ``timeout_s``: per
-    request (seconds).
+    request (seconds). Keyword-only transport options: see the module docstring.
+    ``infer`` may be called from several threads at once.
     """
 
     def __init__(self, url: str, model_name: str, protocol: str = "grpc",
-                 model_version: str = "", timeout_s: float = 5.0):
+                 model_version: str = "", timeout_s: float = 5.0, *,
+                 ssl: bool = False, root_certificates: str = "", private_key: str = "",
+                 certificate_chain: str = "", headers: dict[str, str] | None = None,
+                 compression: str = "", shared_memory: str = "off"):
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol {protocol!r} not in {list(PROTOCOLS)}")
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression {compression!r} not in {list(COMPRESSIONS)}")
+        if shared_memory not in SHARED_MEMORY_MODES:
+            raise ValueError(f"shared_memory {shared_memory!r} not in "
+                             f"{list(SHARED_MEMORY_MODES)}")
+        if bool(private_key) != bool(certificate_chain):
+            raise ValueError("private_key and certificate_chain go together (client certificate)")
+        for what, path in (("root_certificates", root_certificates),
+                           ("private_key", private_key),
+                           ("certificate_chain", certificate_chain)):
+            if path and not ssl:
+                raise ValueError(f"{what} given but ssl is false")
+            if path and not os.path.isfile(path):
+                raise ValueError(f"{what} file not found: {path}")
         self.url, self.model_name, self.protocol = url, model_name, protocol
         self.model_version, self.timeout_s = model_version, timeout_s
+        self.ssl, self.compression = ssl, compression
+        self._tls = (root_certificates, private_key, certificate_chain)
+        self._headers = SecretHeaders({str(k).lower(): str(v) for k, v in (headers or {}).items()})
+        self.shared_memory = shared_memory
+        self._shm_enabled = (shared_memory == "on"
+                             or (shared_memory == "auto" and is_loopback_url(url)))
+        self._shm_pool: shm.RegionPool | None = None
+        self._shm_lock = threading.Lock()
+        self._spec: ModelSpec | None = None
         self._module = grpcclient if protocol == "grpc" else httpclient
         self._local = threading.local()
         self._clients = []
         self._clients_lock = threading.Lock()
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _new_client(self):
+        root, key, chain = self._tls
+        if self.protocol == "grpc":
+            return grpcclient.InferenceServerClient(
+                self.url, ssl=self.ssl, root_certificates=root or None,
+                private_key=key or None, certificate_chain=chain or None)
+        ssl_options = None
+        if self.ssl:
+            ssl_options = {}
+            if root:
+                ssl_options["ca_certs"] = root
+            if key:
+                ssl_options.update(keyfile=key, certfile=chain)
+        return httpclient.InferenceServerClient(
+            self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s,
+            ssl=self.ssl, ssl_options=ssl_options)
 
     @property
     def _client(self):
@@ -49,18 +148,34 @@ class TritonClient:
             return self._clients[0]
         client = getattr(self._local, "client", None)
         if client is None:
-            if self.protocol == "grpc":
-                client = grpcclient.InferenceServerClient(self.url)
-            else:
-                client = httpclient.InferenceServerClient(
-                    self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s)
+            client = self._new_client()
             self._local.client = client
             with self._clients_lock:
                 self._clients.append(client)
         return client
 
+    def _kwargs(self) -> dict:
+        """Per-call keyword arguments every tritonclient request takes (headers, timeout)."""
+        kwargs = {"headers": dict(self._headers) if self._headers else None}
+        if self.protocol == "grpc":
+            kwargs["client_timeout"] = self.timeout_s
+        return kwargs
+
     def __repr__(self) -> str:
-        return f"TritonClient({self.protocol}://{self.url}, model={self.model_name!r})"
+        extras = []
+        if self.ssl:
+            extras.append("tls")
+        if self._headers:
+            extras.append(f"headers={sorted(self._headers)}")  # names only, never values
+        if self.compression:
+            extras.append(f"compression={self.compression}")
+        if self.shared_memory != "off":
+            extras.append(f"shared_memory={self.shared_memory}")
+        scheme = {"grpc": "grpc", "http": "https" if self.ssl else "http"}[self.protocol]
+        return (f"TritonClient({scheme}://{self.url}, model={self.model_name!r}"
+                + "".join(", " + e for e in extras) + ")")
+
+    __str__ = __repr__
 
     def _call(self, what, fn, *args, **kwargs):
         try:
@@ -68,13 +183,23 @@ class TritonClient:
         except InferenceServerException as exc:
             raise TritonError(f"{what} on {self.protocol}://{self.url} failed: "
                               f"{exc.message() or exc}") from exc
-        except (OSError, ConnectionError) as exc:
+        except (OSError, ConnectionError, SharedMemoryException) as exc:
             raise TritonError(f"{what} on {self.protocol}://{self.url} failed: {exc}") from exc
 
-    def is_model_ready(self) -> bool:
+    # -- discovery --------------------------------------------------------------------------
+
+    def _server_live(self) -> bool:
         try:
-            return bool(self._client.is_server_live() and
-                        self._client.is_model_ready(self.model_name, self.model_version))
+            return bool(self._client.is_server_live(**self._kwargs()))
+        except Exception:  # any transport failure means "not live" here
+            return False
+
+    def is_model_ready(self) -> bool:
+        kwargs = self._kwargs()
+        try:
+            return bool(self._client.is_server_live(**kwargs) and
+                        self._client.is_model_ready(self.model_name, self.model_version,
+                                                    **kwargs))
         except Exception:  # any transport failure means "not ready" here
             return False
 
@@ -89,32 +214,235 @@ class TritonClient:
 
     def model_spec(self) -> ModelSpec:
         """Discover the model's inputs, outputs and batching from metadata and config."""
-        kwargs = {"as_json": True} if self.protocol == "grpc" else {}
+        kwargs = self._kwargs()
+        if self.protocol == "grpc":
+            kwargs["as_json"] = True
         metadata = self._call("get_model_metadata", self._client.get_model_metadata,
                               self.model_name, self.model_version, **kwargs)
         config = self._call("get_model_config", self._client.get_model_config,
                             self.model_name, self.model_version, **kwargs)
-        return model_spec_from_server(metadata, config)
+        self._spec = model_spec_from_server(metadata, config)
+        return self._spec
+
+    def inference_statistics(self) -> dict:
+        kwargs = self._kwargs()
+        if self.protocol == "grpc":
+            kwargs["as_json"] = True
+        return self._call("get_inference_statistics", self._client.get_inference_statistics,
+                          self.model_name, self.model_version, **kwargs)
+
+    # -- inference --------------------------------------------------------------------------
 
     def infer(self, inputs: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
-        """One inference request; returns output name -> array (batch dim first)."""
+        """One inference request; returns output name -> array (batch dim first).
+
+        Returned arrays are the caller's own (never views of a shared memory region).
+        """
+        if self._shm_enabled:
+            pool = self._pool()
+            if pool is not None:
+                try:
+                    return self._infer_shm(pool, inputs, output_names)
+                except _RegistrationFailed as exc:
+                    # "auto" gives up on shm only when a live server refused it, not in an outage.
+                    if self.shared_memory == "on" or not self._server_live():
+                        raise
+                    self._disable_shm(exc)
+        return self._infer_plain(inputs, output_names)
+
+    def _infer_kwargs(self) -> dict:
+        kwargs = {"headers": self._kwargs()["headers"]}
+        if self.protocol == "grpc":
+            kwargs["client_timeout"] = self.timeout_s
+            if self.compression:
+                kwargs["compression_algorithm"] = self.compression
+        elif self.compression:
+            kwargs["request_compression_algorithm"] = self.compression
+            kwargs["response_compression_algorithm"] = self.compression
+        return kwargs
+
+    def _send(self, request_inputs, outputs):
+        return self._call("infer", self._client.infer, self.model_name, request_inputs,
+                          model_version=self.model_version, outputs=outputs,
+                          **self._infer_kwargs())
+
+    def _infer_plain(self, inputs, output_names):
         request_inputs = []
         for name, array in inputs.items():
             tensor = self._module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
             tensor.set_data_from_numpy(array)
             request_inputs.append(tensor)
         outputs = [self._module.InferRequestedOutput(n) for n in output_names]
-        kwargs = ({"client_timeout": self.timeout_s} if self.protocol == "grpc" else {})
-        result = self._call("infer", self._client.infer, self.model_name, request_inputs,
-                            model_version=self.model_version, outputs=outputs, **kwargs)
+        result = self._send(request_inputs, outputs)
         return {name: result.as_numpy(name) for name in output_names}
 
-    def inference_statistics(self) -> dict:
-        kwargs = {"as_json": True} if self.protocol == "grpc" else {}
-        return self._call("get_inference_statistics", self._client.get_inference_statistics,
-                          self.model_name, self.model_version, **kwargs)
+    # -- system shared memory ---------------------------------------------------------------
+
+    def _pool(self) -> "shm.RegionPool | None":
+        """The region pool (created, after removing stale leftovers, on first use)."""
+        with self._shm_lock:
+            if self._shm_pool is None and self._shm_enabled:
+                self.cleanup_stale_shared_memory()
+                self._shm_pool = shm.RegionPool(self._register_region, self._unregister_region)
+            return self._shm_pool if self._shm_enabled else None
+
+    def _disable_shm(self, exc: Exception) -> None:
+        with self._shm_lock:
+            if self._shm_enabled:
+                self._shm_enabled = False
+                _log.warning("%r: shared memory unavailable, using the network instead (%s)",
+                             self, exc)
+
+    def _register_region(self, region: "shm.Region") -> None:
+        try:
+            self._client.register_system_shared_memory(
+                region.name, region.key, region.byte_size, **self._kwargs())
+        except (InferenceServerException, OSError, ConnectionError) as exc:
+            message = exc.message() if isinstance(exc, InferenceServerException) else exc
+            raise _RegistrationFailed(
+                f"register_system_shared_memory({region.name}) on {self.protocol}://"
+                f"{self.url} failed: {message}") from exc
+
+    def _unregister_region(self, name: str) -> None:
+        if not name:  # an empty name would unregister every region on the server
+            raise ValueError("empty shared memory region name")
+        self._call("unregister_system_shared_memory",
+                   self._client.unregister_system_shared_memory, name, **self._kwargs())
+
+    def _output_nbytes(self, name: str, batch: int | None) -> int:
+        """Byte size of output ``name`` from the model config, 0 when not fixed (no shm)."""
+        spec = self._spec or self.model_spec()
+        try:
+            tensor = spec.output(name)
+            itemsize = tensor.np_dtype.itemsize
+        except ValueError:  # unknown output or BYTES: let the server answer over the network
+            return 0
+        if any(d < 0 for d in tensor.dims):
+            return 0
+        count = math.prod(tensor.dims)
+        if spec.max_batch_size > 0:
+            if batch is None:
+                return 0
+            count *= batch
+        return count * itemsize
+
+    def _infer_shm(self, pool, inputs, output_names):
+        regions = pool.acquire()
+        try:
+            for attempt in (0, 1):
+                try:
+                    return self._infer_in(regions, inputs, output_names)
+                except _RegistrationFailed:
+                    raise
+                except TritonError as exc:
+                    # A restarted server has forgotten our regions: register fresh ones, once.
+                    if attempt or "unable to find shared memory region" not in str(exc).lower():
+                        raise
+                    _log.warning("%r: the server lost its shared memory registrations (%s); "
+                                 "registering again", self, exc)
+                    regions.drop_all()
+        finally:
+            pool.release(regions)
+
+    def _infer_in(self, regions, inputs, output_names):
+        """One request with inputs and fixed-size outputs in ``regions``; outputs copied out."""
+        request_inputs, outputs, shm_outputs = [], [], {}
+        try:
+            self._stage_shm(regions, inputs, output_names, request_inputs, outputs, shm_outputs)
+        except SharedMemoryException as exc:  # e.g. /dev/shm full
+            raise _RegistrationFailed(f"shared memory on this machine failed: {exc}") from exc
+        result = self._send(request_inputs, outputs)
+        arrays = {}
+        for name in output_names:
+            region = shm_outputs.get(name)
+            if region is None:
+                arrays[name] = result.as_numpy(name)
+                continue
+            info = result.get_output(name)
+            if isinstance(info, dict):  # HTTP: JSON
+                datatype, shape = info["datatype"], info["shape"]
+            else:  # gRPC: protobuf
+                datatype, shape = info.datatype, list(info.shape)
+            arrays[name] = region.read(triton_to_np_dtype(datatype), shape)
+        return arrays
+
+    def _stage_shm(self, regions, inputs, output_names, request_inputs, outputs, shm_outputs):
+        """Copy inputs into this request's regions and point inputs/outputs at them."""
+        batch = None
+        for name, array in inputs.items():
+            if batch is None and array.ndim:
+                batch = array.shape[0]
+            tensor = self._module.InferInput(name, list(array.shape),
+                                             np_to_triton_dtype(array.dtype))
+            if array.dtype == np.object_ or array.nbytes == 0:
+                tensor.set_data_from_numpy(array)
+            else:
+                region = regions.get("in:" + name, array.nbytes)
+                region.write(array)
+                tensor.set_shared_memory(region.name, array.nbytes)
+            request_inputs.append(tensor)
+        for name in output_names:
+            output = self._module.InferRequestedOutput(name)
+            nbytes = self._output_nbytes(name, batch)
+            if nbytes:
+                region = regions.get("out:" + name, nbytes)
+                output.set_shared_memory(region.name, region.byte_size)
+                shm_outputs[name] = region
+            outputs.append(output)
+
+    def shared_memory_regions(self) -> list[str]:
+        """Names of the shared memory regions this client has registered now."""
+        pool = self._shm_pool
+        return pool.names() if pool is not None else []
+
+    def shared_memory_status(self) -> list[dict]:
+        """The server's registered system shared memory regions: ``[{name, key, byte_size}]``."""
+        kwargs = self._kwargs()
+        if self.protocol == "grpc":
+            kwargs["as_json"] = True
+        status = self._call("get_system_shared_memory_status",
+                            self._client.get_system_shared_memory_status, **kwargs)
+        if isinstance(status, dict):  # gRPC: {"regions": {name: {...}}}
+            status = list(status.get("regions", {}).values())
+        return [{"name": r["name"], "key": r["key"], "byte_size": int(r.get("byte_size", 0))}
+                for r in status]
+
+    def cleanup_stale_shared_memory(self) -> list[str]:
+        """Unregister (on this server) and unlink regions left by dead ``triton_ros`` processes.
+
+        Returns the names removed. Runs before this client's first shared memory request.
+        """
+        removed = set()
+        try:
+            for region in self.shared_memory_status():
+                if shm.is_stale(region["key"]) or shm.is_stale(region["name"]):
+                    try:
+                        self._unregister_region(region["name"])
+                        removed.add(region["name"])
+                    except TritonError as exc:
+                        _log.warning("could not unregister stale region %s: %s",
+                                     region["name"], exc)
+        except TritonError as exc:
+            _log.debug("shared memory status unavailable: %s", exc)
+        for name in shm.stale_files():
+            if shm.unlink_file(name):
+                removed.add(name)
+        if removed:
+            _log.info("removed %d shared memory region(s) left by dead processes: %s",
+                      len(removed), sorted(removed))
+        return sorted(removed)
+
+    # -- shutdown ---------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Unregister and unlink this client's shared memory, then close the connections.
+
+        Call after in-flight ``infer`` calls have returned.
+        """
+        with self._shm_lock:
+            pool, self._shm_pool = self._shm_pool, None
+        if pool is not None:
+            pool.close()
         with self._clients_lock:
             clients, self._clients = self._clients, []
         for client in clients:
@@ -122,3 +450,4 @@ class TritonClient:
                 client.close()
             except Exception:  # closing a gevent client from another thread may complain
                 pass
+        self._local = threading.local()

@@ -57,6 +57,7 @@ class LocalTritonServer:
         self.log_path = log_path
         self.extra_args = list(extra_args or [])
         self.models = list(models or [])
+        self.shm_prefix = f"triton_ros_pybackend_{os.getpid()}_{id(self) & 0xffffff:x}_"
         self.process: subprocess.Popen | None = None
         self._workdir: Path | None = None
         self._log_file = None
@@ -104,7 +105,14 @@ class LocalTritonServer:
                "--metrics-address=127.0.0.1",
                f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
                f"--metrics-port={self.metrics_port}",
-               "--log-verbose=0", *self.extra_args]
+               "--log-verbose=0",
+               # Short grace period on SIGTERM: tritonserver otherwise waits up to 30 s for
+               # idle keep-alive connections.
+               "--exit-timeout-secs=2",
+               # Name the python backend's /dev/shm regions after this server, so cleanup()
+               # can remove them even after the server was SIGKILLed.
+               f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
+               *self.extra_args]
         if self.models:
             cmd += ["--model-control-mode=explicit", *(f"--load-model={m}" for m in self.models)]
         return cmd, env
@@ -154,8 +162,10 @@ class LocalTritonServer:
             self._log_file = None
 
     def cleanup(self) -> None:
-        """Stop the server and remove its scratch directory."""
+        """Stop the server; remove its scratch directory and its python-backend /dev/shm files."""
         self.stop()
+        for leftover in Path("/dev/shm").glob(f"{self.shm_prefix}*"):
+            leftover.unlink(missing_ok=True)
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
