@@ -1,6 +1,7 @@
 """End to end: real frames from the sample bag -> detect node (real DDS) -> real tritonserver."""
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,6 +94,11 @@ def test_persons_match_direct_opencv_run(triton_server, sample_bag, start_node, 
         persons_total += len(ours)
     assert persons_total >= frames, "the sample frames show pedestrians in nearly every frame"
     assert node.alive()
+    # shared_memory defaults to auto (on for this loopback server): regions are removed at exit.
+    pid = node.process.pid
+    assert list(Path("/dev/shm").glob(f"triton_ros_*_{pid}_*")), "shared memory was not used"
+    assert node.stop() == 0
+    assert not list(Path("/dev/shm").glob(f"triton_ros_*_{pid}_*")), "leaked shm regions"
 
 
 def test_compressed_images_are_detected(triton_server, sample_bag, start_node, ros_node):
