@@ -62,11 +62,17 @@ def boxes_xyxy(array, label):
     return np.array(boxes).reshape(-1, 4)
 
 
-@pytest.mark.parametrize("protocol,frames", [("grpc", 16), ("http", 4)])
+YOLO_HEAD = {"model_name": "ssd_mobilenet_v2_coco_yolo_head", "decoder": "yolo",
+             "yolo_iou_threshold": 0.6}  # SSD's own NMS threshold: the decoder must keep all
+
+
+@pytest.mark.parametrize("protocol,frames,extra", [("grpc", 16, {}), ("http", 4, {}),
+                                                   ("grpc", 6, YOLO_HEAD)],
+                         ids=["grpc", "http", "yolo-head"])
 def test_persons_match_direct_opencv_run(triton_server, sample_bag, start_node, ros_node,
-                                         protocol, frames):
+                                         protocol, frames, extra):
     node, collector, publisher = start_and_connect(
-        start_node, ros_node, node_params(triton_server, protocol))
+        start_node, ros_node, node_params(triton_server, protocol, **extra))
     messages = bag_messages(sample_bag, IMAGE_TOPIC, frames, every=15)
     for raw, _ in messages:
         publisher.publish(raw)

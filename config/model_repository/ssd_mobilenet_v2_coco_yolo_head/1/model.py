@@ -1,0 +1,1 @@
+../../ssd_mobilenet_v2_coco/1/model.py
