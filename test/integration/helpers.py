@@ -9,6 +9,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_BAG = REPO / ".cache" / "data" / "sample_bag"
+VIDEO = REPO / ".cache" / "data" / "vtest.avi"
 IMAGE_TOPIC = "/camera/image_raw"
 COMPRESSED_TOPIC = "/camera/image_raw/compressed"
 
@@ -86,3 +87,21 @@ def wait_until(predicate, timeout_s: float, poll_s: float = 0.05) -> bool:
             return True
         time.sleep(poll_s)
     return predicate()
+
+
+def video_frames(indices) -> list:
+    """BGR uint8 frames of vtest.avi at these indices."""
+    import cv2
+    assert VIDEO.is_file(), f"{VIDEO} missing: run scripts/bootstrap.sh"
+    capture = cv2.VideoCapture(str(VIDEO))
+    frames, index = [], 0
+    try:
+        while len(frames) < len(indices):
+            ok, frame = capture.read()
+            assert ok, f"vtest.avi ended before frame {index}"
+            if index in indices:
+                frames.append(frame)
+            index += 1
+    finally:
+        capture.release()
+    return frames

@@ -4,38 +4,19 @@
 runs the same weights on FP32 NCHW INCEPTION-scaled input (no ``format``: layout inferred);
 ``tensor_echo_stats`` (any-size UINT8 HWC in, channel means out) is no detector.
 """
-import cv2
 import numpy as np
 import pytest
 
-from helpers import REPO
+from helpers import video_frames
 from reference import match_boxes
 from triton_ros.detector import Detector, DetectorConfig
 from triton_ros.model_spec import ModelSpecError
 from triton_ros.triton_client import TritonClient, TritonError
 
-VIDEO = REPO / ".cache" / "data" / "vtest.avi"
 UINT8_MODEL = "ssd_mobilenet_v2_coco"
 FP32_MODEL = "ssd_mobilenet_v2_coco_fp32_nchw"
 ECHO = "tensor_echo_stats"
 PROTOCOLS = ["grpc", "http"]
-
-
-def video_frames(indices) -> list[np.ndarray]:
-    """BGR uint8 frames of vtest.avi at these indices."""
-    assert VIDEO.is_file(), f"{VIDEO} missing: run scripts/bootstrap.sh"
-    capture = cv2.VideoCapture(str(VIDEO))
-    frames, index = [], 0
-    try:
-        while len(frames) < len(indices):
-            ok, frame = capture.read()
-            assert ok, f"vtest.avi ended before frame {index}"
-            if index in indices:
-                frames.append(frame)
-            index += 1
-    finally:
-        capture.release()
-    return frames
 
 
 @pytest.fixture(scope="module")

@@ -16,35 +16,17 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers import REPO, wait_until
+from helpers import REPO, video_frames, wait_until
 from triton_ros import shared_memory as shm
 from triton_ros.credentials import auth_headers
 from triton_ros.preprocess import PreprocessConfig, Preprocessor
 from triton_ros.tools.local_server import LocalTritonServer
 from triton_ros.triton_client import TritonClient, TritonError
 
-VIDEO = REPO / ".cache" / "data" / "vtest.avi"
 SSD = "ssd_mobilenet_v2_coco"
 SSD_OUTPUTS = ["num_detections", "detection_boxes", "detection_scores", "detection_classes"]
 ECHO = "tensor_echo_stats"
 PROTOCOLS = ["grpc", "http"]
-
-
-def video_frames(indices) -> list[np.ndarray]:
-    """BGR uint8 frames of vtest.avi at these indices."""
-    assert VIDEO.is_file(), f"{VIDEO} missing: run scripts/bootstrap.sh"
-    capture = cv2.VideoCapture(str(VIDEO))
-    frames, index = [], 0
-    try:
-        while len(frames) < len(indices):
-            ok, frame = capture.read()
-            assert ok, f"vtest.avi ended before frame {index}"
-            if index in indices:
-                frames.append(frame)
-            index += 1
-    finally:
-        capture.release()
-    return frames
 
 
 @pytest.fixture(scope="module")
