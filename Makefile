@@ -18,3 +18,7 @@ test: bootstrap
 
 clean:
 	rm -rf out build install log
+
+bench: bootstrap
+	$(VENV)/bin/python bench/bench_transport.py
+	$(VENV)/bin/python bench/bench_multicamera.py
