@@ -51,7 +51,8 @@ class NodeProcess:
                                         stderr=subprocess.STDOUT, cwd=REPO)
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait_for_output(self, text: str, timeout_s: float = 60.0) -> None:

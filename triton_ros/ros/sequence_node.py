@@ -1,0 +1,396 @@
+"""Shared rclpy adapter for nodes that stream one topic into one Triton sequence.
+
+A :class:`SequenceNode` is a lifecycle node (``autostart`` configures and activates it at start)
+that owns one :class:`triton_ros.sequences.SequenceStream`:
+
+- the correlation id comes from ``robot_id`` / ``correlation_id_range`` / the namespace
+  (``stream_index`` and ``stream_name`` tell apart streams of one robot);
+- configure: waits for the server and discovers the model (sequence batching, max idle);
+- active: the subscription callback only enqueues; one worker thread sends the queued messages in
+  order (START on the stream's first request) and publishes the result;
+- a steady timer sends keep-alives while the stream is live but quiet and ENDs the sequence when
+  the input is silent for ``stream_timeout_s``; deactivate and shutdown END it too;
+- a sequence the server lost (idle timeout, restart) is restarted with START, logged as a warning
+  and counted in ``/diagnostics`` (``state_losses``, ``last_loss_reason``);
+- ``/diagnostics`` also carries the stream's claim (server, model, correlation id, stream key);
+  every sequence node compares the claims it hears with its own and reports a collision (two
+  streams sharing one sequence) as an ERROR.
+
+Subclasses define the input type and topic, the message -> tensor mapping and the publishing.
+"""
+import sys
+import threading
+import time
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+
+from triton_ros.frame_queue import FrameQueue
+from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
+from triton_ros.sequences import (MAX_ROBOT_ID, STREAMS_PER_ROBOT, TRANSPORTS, Claim,
+                                  ClaimRegistry, CorrelationIdError, SequenceError,
+                                  SequenceStream, assign_correlation_id, collision_text,
+                                  make_transport, wait_for_model)
+
+RECENT_S = 30.0          # a state loss or failure this recent makes the status WARN
+CLAIM_STALE_S = 5.0      # a colliding claim not heard for this long no longer counts
+
+SEQUENCE_PARAMETERS = [
+    ParamSpec("server_url", "127.0.0.1:8001", "Triton endpoint host:port (gRPC 8001, HTTP 8000)"),
+    ParamSpec("protocol", "grpc",
+              "grpc = one bidirectional gRPC stream per sequence; http or grpc_unary = unary "
+              "requests (fallback)", choices=TRANSPORTS),
+    ParamSpec("model_version", "", "model version; empty = the server's latest"),
+    ParamSpec("request_timeout_s", 5.0, "per-request timeout, seconds", min_value=0.01,
+              max_value=600.0),
+    ParamSpec("server_wait_timeout_s", 30.0,
+              "how long configure waits for the server and model, seconds",
+              min_value=0.0, max_value=3600.0),
+    ParamSpec("robot_id", 0, "this robot's id, unique in the fleet (correlation ids "
+              "robot_id*256 + stream_index); 0 = derive the id from the namespace",
+              min_value=0, max_value=MAX_ROBOT_ID),
+    ParamSpec("correlation_id_range", Parameter.Type.INTEGER_ARRAY,
+              "[first, last] correlation ids assigned to this robot (wins over robot_id); "
+              "unset = none"),
+    ParamSpec("stream_index", 0, "tells apart streams of one robot that use the same model",
+              min_value=0, max_value=STREAMS_PER_ROBOT - 1),
+    ParamSpec("stream_name", "", "source part of the stream key; empty = the input topic"),
+    ParamSpec("keepalive_fraction", 0.5,
+              "send a keep-alive after this fraction of the model's max_sequence_idle without "
+              "requests; 0 = never", min_value=0.0, max_value=0.95),
+    ParamSpec("stream_timeout_s", 10.0,
+              "END the sequence when the input is silent this long, seconds; 0 = never",
+              min_value=0.0, max_value=86400.0),
+    ParamSpec("queue_size", 32, "messages buffered before the oldest is dropped",
+              min_value=1, max_value=10000),
+    ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics reports, seconds",
+              min_value=0.1, max_value=60.0),
+    ParamSpec("autostart", True, "configure and activate at start (else wait for lifecycle "
+              "transitions)"),
+]
+
+
+class SequenceNode(LifecycleNode):
+    """Base class: one input topic -> one Triton sequence -> published results."""
+
+    #: subclasses: parameters of their own, the default model
+    NODE_PARAMETERS: list[ParamSpec] = []
+    DEFAULT_MODEL = ""
+
+    def __init__(self, node_name: str, **kwargs):
+        super().__init__(node_name, **kwargs)
+        specs = ([ParamSpec("model_name", self.DEFAULT_MODEL, "sequence model in the Triton "
+                            "repository")] + SEQUENCE_PARAMETERS + self.NODE_PARAMETERS)
+        self.params = p = declare_all(self, specs)
+        self.validate_parameters(p)
+        self.source = p["stream_name"] or self.resolve_topic_name(self.input_topic())
+        try:
+            self.assignment = assign_correlation_id(
+                self.get_namespace(), self.source, robot_id=p["robot_id"],
+                id_range=list(p["correlation_id_range"]), stream_index=p["stream_index"])
+        except CorrelationIdError as exc:
+            raise ParameterError(str(exc)) from None
+        self.counters = {"received": 0, "processed": 0, "published": 0, "dropped_queue_full": 0,
+                         "dropped_inactive": 0, "bad_input": 0, "failed": 0}
+        self.last_error = ""
+        self._last_logged: dict[str, float] = {}
+        self._last_failure = self._last_loss = -1e9
+        self._lock = threading.Lock()
+        self.transport = make_transport(p["protocol"], p["server_url"], p["request_timeout_s"])
+        self.stream = SequenceStream(
+            self.transport, p["model_name"], self.assignment, model_version=p["model_version"],
+            keepalive_inputs=self.keepalive_inputs(), end_inputs=self.end_inputs(),
+            keepalive_fraction=p["keepalive_fraction"],
+            end_after_silence_s=p["stream_timeout_s"], request_timeout_s=p["request_timeout_s"],
+            on_event=self._on_sequence_event)
+        self.claim = Claim(p["server_url"], p["model_name"], self.assignment.correlation_id,
+                           self.get_fully_qualified_name(), self.assignment.stream_key)
+        self.claims = ClaimRegistry()
+        self.claims.claim(self.claim)
+        self._collisions: dict[str, tuple[float, str]] = {}   # other owner -> (seen, text)
+        self._running = False
+        self._active = False
+        self.queue = FrameQueue(p["queue_size"])
+        self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
+        self.create_subscription(self.input_type(), self.input_topic(), self._on_message,
+                                 self.input_qos())
+        self.setup_outputs()
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics, clock=steady)
+        self._worker = threading.Thread(target=self._work, name="triton_sequence", daemon=True)
+        self._running = True
+        self._worker.start()
+        self.get_logger().info(
+            f"stream {self.assignment.stream_key}: correlation id "
+            f"{self.assignment.correlation_id} ({self.assignment.detail}), model "
+            f"{p['model_name']!r} on {self.transport!r}")
+
+    # -- subclass interface
+
+    def validate_parameters(self, params: dict) -> None:
+        """Raise ParameterError for invalid combinations (after the per-parameter checks)."""
+
+    def input_type(self):
+        raise NotImplementedError
+
+    def input_topic(self) -> str:
+        raise NotImplementedError
+
+    def input_qos(self):
+        raise NotImplementedError
+
+    def setup_outputs(self) -> None:
+        raise NotImplementedError
+
+    def max_messages_per_request(self) -> int:
+        return 1
+
+    def to_inputs(self, messages: list) -> dict[str, np.ndarray]:
+        """Messages (oldest first) -> the request's tensors (no batch dim). ValueError = bad."""
+        raise NotImplementedError
+
+    def publish_result(self, messages: list, outputs: dict[str, np.ndarray]) -> int:
+        """Publish what the model returned for ``messages``; returns messages published."""
+        raise NotImplementedError
+
+    def keepalive_inputs(self) -> dict | None:
+        return None
+
+    def end_inputs(self) -> dict | None:
+        return self.keepalive_inputs()
+
+    def output_names(self) -> list[str] | None:
+        return None
+
+    # -- lifecycle
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        p = self.params
+        try:
+            self.get_logger().info(f"waiting up to {p['server_wait_timeout_s']:.0f} s for model "
+                                   f"{p['model_name']!r} on {self.transport!r}")
+            wait_for_model(self.transport, p["model_name"], p["model_version"],
+                           p["server_wait_timeout_s"])
+            spec = self.stream.discover()
+            self.check_model(spec)
+        except (SequenceError, ValueError) as exc:
+            self.last_error = str(exc)
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(
+            f"model {spec.name!r}: sequence batching, max idle {self.stream.max_idle_s:.1f} s, "
+            f"keep-alive every {self.stream.timing.keepalive_interval_s:.1f} s, END after "
+            f"{p['stream_timeout_s']:.1f} s of silence")
+        return TransitionCallbackReturn.SUCCESS
+
+    def check_model(self, spec) -> None:
+        """Raise ValueError if the discovered model cannot serve this node."""
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = True
+        self.get_logger().info(
+            f"active: subscribed to {self.resolve_topic_name(self.input_topic())}, correlation "
+            f"id {self.assignment.correlation_id}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self.stream.end("lifecycle deactivate")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.stream.end("lifecycle cleanup")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self.stream.end("lifecycle shutdown")
+        return TransitionCallbackReturn.SUCCESS
+
+    # -- data path
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[key] += n
+
+    def _on_message(self, msg) -> None:
+        self._count("received")
+        if not self._active:
+            self._count("dropped_inactive")
+            return
+        if self.queue.put(msg) is not None:
+            self._count("dropped_queue_full")
+            self.get_logger().warning("the model is behind: dropped the oldest queued message",
+                                      throttle_duration_sec=5.0)
+
+    def _work(self) -> None:
+        """All of the stream's requests go out from here: data, keep-alives, silence ENDs."""
+        while self._running:
+            messages = self.queue.take(self.max_messages_per_request(), timeout_s=0.2)
+            if not self._active:
+                continue
+            if messages:
+                self._process(messages)
+            self.stream.tick()
+
+    def _process(self, messages: list) -> None:
+        try:
+            inputs = self.to_inputs(messages)
+        except ValueError as exc:
+            self._count("bad_input", len(messages))
+            self.report_error(f"bad input: {exc}", kind="bad_input")
+            return
+        try:
+            result = self.stream.infer(inputs, self.output_names())
+        except SequenceError as exc:
+            self._count("failed", len(messages))
+            self._last_failure = time.monotonic()
+            self.report_error(f"sequence request failed ({exc.kind}): {exc}",
+                              kind=f"infer_{exc.kind}")
+            return
+        self._count("processed", len(messages))
+        try:
+            published = self.publish_result(messages, result.outputs)
+        except ValueError as exc:
+            self._count("failed", len(messages))
+            self.report_error(f"unexpected model output: {exc}", kind="output")
+            return
+        self._count("published", published)
+
+    def _on_sequence_event(self, event) -> None:
+        logger = self.get_logger()
+        text = f"sequence {event.correlation_id} ({event.stream_key})"
+        if event.kind == "start":
+            logger.info(f"{text} started: {event.reason}")
+        elif event.kind == "end":
+            logger.info(f"{text} ended: {event.reason}")
+        elif event.kind == "state_lost":
+            self._last_loss = time.monotonic()
+            logger.warning(f"{text} state lost: {event.reason}; the model's state for this "
+                           "stream starts over")
+        else:
+            self._last_failure = time.monotonic()
+            self.report_error(f"{text}: {event.reason}", kind="sequence_event")
+
+    def report_error(self, text: str, kind: str, every_s: float = 2.0) -> None:
+        """Log ``text`` unless an error of the same ``kind`` was logged in the last ``every_s``."""
+        self.last_error = text
+        now = time.monotonic()
+        if now - self._last_logged.get(kind, -every_s) >= every_s:
+            self._last_logged[kind] = now
+            self.get_logger().error(text)
+
+    # -- diagnostics and claims
+
+    def _on_diagnostics(self, array: DiagnosticArray) -> None:
+        me = self.status_name()
+        for status in array.status:
+            if status.name == me:
+                continue
+            values = {kv.key: kv.value for kv in status.values}
+            try:
+                other = Claim(values["sequence_server"], values["sequence_model"],
+                              int(values["correlation_id"]), values["owner"],
+                              values["stream_key"])
+            except (KeyError, ValueError):
+                continue
+            if self.claims.observe(other) is None:
+                continue
+            text = collision_text(self.claim, other)
+            if other.owner not in self._collisions:
+                self.get_logger().error(text)
+            self._collisions[other.owner] = (time.monotonic(), text)
+
+    def status_name(self) -> str:
+        return f"triton_ros: {self.get_fully_qualified_name()}"
+
+    def status(self) -> DiagnosticStatus:
+        with self._lock:
+            counters = dict(self.counters)
+        seq = self.stream.snapshot()
+        now = time.monotonic()
+        level, message = DiagnosticStatus.OK, f"sequence {seq['state']}"
+        if now - self._last_failure < RECENT_S:
+            level, message = DiagnosticStatus.WARN, f"requests failing: {self.last_error}"
+        if now - self._last_loss < RECENT_S:
+            level = DiagnosticStatus.WARN
+            message = (f"{seq['state_losses']} sequence state loss(es), last: "
+                       f"{seq['last_loss_reason']}")
+        for owner, (seen, _) in list(self._collisions.items()):
+            if now - seen > CLAIM_STALE_S:
+                del self._collisions[owner]
+        if self._collisions:
+            level = DiagnosticStatus.ERROR
+            message = next(iter(self._collisions.values()))[1]
+        values = {f"frames_{k}": str(v) for k, v in counters.items()}
+        values.update({
+            "owner": self.claim.owner, "sequence_server": self.claim.server,
+            "sequence_model": self.claim.model, "correlation_id": str(self.claim.correlation_id),
+            "stream_key": self.claim.stream_key, "id_method": seq["id_method"],
+            "protocol": self.params["protocol"], "lifecycle_active": str(self._active).lower(),
+            "sequence_state": seq["state"], "sequences_started": str(seq["sequences_started"]),
+            "sequences_ended": str(seq["sequences_ended"]),
+            "state_losses": str(seq["state_losses"]), "keepalives": str(seq["keepalives"]),
+            "sequence_requests": str(seq["requests"]), "request_errors": str(seq["errors"]),
+            "max_sequence_idle_s": f"{seq['max_idle_s']:.3f}",
+            "last_loss_reason": seq["last_loss_reason"], "last_error": self.last_error,
+            "collisions": "; ".join(t for _, t in self._collisions.values()),
+        })
+        return DiagnosticStatus(level=level, name=self.status_name(), message=message,
+                                hardware_id=self.params["server_url"],
+                                values=[KeyValue(key=k, value=v) for k, v in values.items()])
+
+    def _publish_diagnostics(self) -> None:
+        array = DiagnosticArray(status=[self.status()])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics.publish(array)
+
+    # -- teardown
+
+    def shutdown(self) -> None:
+        """Stop the worker, END the sequence and log the final counters."""
+        self._active = False
+        self._running = False
+        self.queue.close()
+        self._worker.join(timeout=10.0)
+        timeout = min(2.0, self.params["request_timeout_s"])
+        self.stream.close("node shutdown", timeout_s=timeout)
+        self.claims.release(self.claim)
+        with self._lock:
+            summary = ", ".join(f"{k}={v}" for k, v in self.counters.items())
+        seq = self.stream.snapshot()
+        self.get_logger().info(
+            f"final counters: {summary}, sequences_started={seq['sequences_started']}, "
+            f"sequences_ended={seq['sequences_ended']}, state_losses={seq['state_losses']}")
+
+
+def run(node_class, args=None) -> int:
+    """main() of a sequence node: configuration errors exit 2 with one clear line."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = node_class()
+        if node.params["autostart"]:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise ValueError(node.last_error or "configure failed")
+            node.trigger_activate()
+        rclpy.spin(node)
+    except (ParameterError, ValueError) as exc:
+        name = getattr(node_class, "NODE_NAME", node_class.__name__)
+        print(f"[{name}] configuration error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        if node is not None and hasattr(node, "_worker"):
+            node.shutdown()
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.try_shutdown()
+    return 0
