@@ -4,7 +4,6 @@
 runs the same weights on FP32 NCHW INCEPTION-scaled input (no ``format``: layout inferred);
 ``tensor_echo_stats`` (any-size UINT8 HWC in, channel means out) is no detector.
 """
-import numpy as np
 import pytest
 
 from helpers import video_frames

@@ -24,7 +24,6 @@ import time
 
 import cv2
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
@@ -43,6 +42,7 @@ from triton_ros.model_spec import ModelSpecError
 from triton_ros.preprocess import COLOR_ORDERS, RESIZE_MODES, SCALING_MODES
 from triton_ros.ros.messages import (detections_to_msg, image_msg_to_bgr, stamp_to_ns)
 from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
+from triton_ros.ros.runner import run_node
 from triton_ros.triton_client import (COMPRESSIONS, PROTOCOLS, SHARED_MEMORY_MODES, TritonClient,
                                      TritonError)
 
@@ -179,8 +179,9 @@ class Camera:
 
 
 class DetectNode(Node):
+    NODE_NAME = "triton_detect"
     def __init__(self, **kwargs):
-        super().__init__("triton_detect", **kwargs)
+        super().__init__(self.NODE_NAME, **kwargs)
         p = declare_all(self, PARAMETERS)
         self.params = p
         self.detector_config = self._detector_config(p)
@@ -501,24 +502,8 @@ class DetectNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = DetectNode()
-        rclpy.spin(node)
-    except (ParameterError, ModelSpecError, ValueError, FileNotFoundError) as exc:
-        # Configuration problems: one clear line and a non-zero exit.
-        print(f"[triton_detect] configuration error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        if node is not None and hasattr(node, "_workers"):
-            node.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(DetectNode, args, config_errors=(ParameterError, ModelSpecError, ValueError,
+                                                     FileNotFoundError))
 
 
 if __name__ == "__main__":

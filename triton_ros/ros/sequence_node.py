@@ -18,18 +18,17 @@ that owns one :class:`triton_ros.sequences.SequenceStream`:
 
 Subclasses define the input type and topic, the message -> tensor mapping and the publishing.
 """
-import sys
 import threading
 import time
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
 from triton_ros.frame_queue import FrameQueue
+from triton_ros.ros.runner import run_node
 from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
 from triton_ros.sequences import (MAX_ROBOT_ID, STREAMS_PER_ROBOT, TRANSPORTS, Claim,
                                   ClaimRegistry, CorrelationIdError, SequenceError,
@@ -369,28 +368,13 @@ class SequenceNode(LifecycleNode):
             f"sequences_ended={seq['sequences_ended']}, state_losses={seq['state_losses']}")
 
 
+def _autostart(node) -> None:
+    if node.params["autostart"]:
+        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            raise ValueError(node.last_error or "configure failed")
+        node.trigger_activate()
+
+
 def run(node_class, args=None) -> int:
     """main() of a sequence node: configuration errors exit 2 with one clear line."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = node_class()
-        if node.params["autostart"]:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                raise ValueError(node.last_error or "configure failed")
-            node.trigger_activate()
-        rclpy.spin(node)
-    except (ParameterError, ValueError) as exc:
-        name = getattr(node_class, "NODE_NAME", node_class.__name__)
-        print(f"[{name}] configuration error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        if node is not None and hasattr(node, "_worker"):
-            node.shutdown()
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.try_shutdown()
-    return 0
+    return run_node(node_class, args, start=_autostart)

@@ -147,7 +147,6 @@ def run(args) -> int:
             env=dict(os.environ, PYTHONPATH=str(share_dir())), stdout=node_log,
             stderr=subprocess.STDOUT)
         probe = DemoProbe()
-        from rclpy.qos import QoSProfile  # noqa: F401  (rclpy initialised by DemoProbe)
         player = BagPlayer(probe.node, args.bag, [IMAGE_TOPIC, INFO_TOPIC], rate=args.rate)
         deadline = time.monotonic() + 120
         while probe.node.count_subscribers(IMAGE_TOPIC) == 0:
@@ -198,7 +197,6 @@ def run(args) -> int:
 
 
 def write_outputs(args, frames, sent_at, probe, deserialize_message, Image, raw_image_to_bgr):
-    from triton_ros.ros.messages import stamp_to_ns  # noqa: F401
     with probe.lock:
         results = dict(probe.results)
         received_at = dict(probe.received_at)

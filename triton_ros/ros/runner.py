@@ -1,0 +1,38 @@
+"""The ``main()`` shared by this package's nodes: spin, clean shutdown, configuration errors."""
+import sys
+from collections.abc import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+
+from triton_ros.ros.params import ParameterError
+
+
+def run_node(node_class, args=None,
+             config_errors: tuple[type[BaseException], ...] = (ParameterError, ValueError),
+             start: Callable | None = None) -> int:
+    """Construct ``node_class()``, call ``start(node)`` if given, spin until Ctrl-C/shutdown.
+
+    A configuration error (``config_errors``, raised while constructing or starting) prints one
+    line ``[<NODE_NAME>] configuration error: ...`` and returns 2. After a successful
+    construction ``node.shutdown()`` always runs (workers stopped, final counters printed).
+    """
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = node_class()
+        if start is not None:
+            start(node)
+        rclpy.spin(node)
+    except config_errors as exc:
+        name = getattr(node_class, "NODE_NAME", node_class.__name__)
+        print(f"[{name}] configuration error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
