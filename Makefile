@@ -1,7 +1,7 @@
 # The two commands: `make demo` (main job on the embedded default) and `make test`.
 # Both run scripts/bootstrap.sh first, which installs what is missing (idempotent).
 VENV := .venv
-export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)
+export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH))
 export FASTDDS_DEFAULT_PROFILES_FILE := $(CURDIR)/config/fastdds-localhost.xml
 export RMW_IMPLEMENTATION := rmw_fastrtps_cpp
 

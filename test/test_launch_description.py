@@ -183,7 +183,9 @@ def test_defaults(ros_launch):
     assert node.node_name.rsplit('/', 1)[-1] == 'triton_detect'
     assert node.expanded_node_namespace in (
         '/', getattr(node, 'UNSPECIFIED_NODE_NAMESPACE', '/'))
-    assert node.expanded_remapping_rules == [('image', 'image'), ('detections', 'detections')]
+    assert node.expanded_remapping_rules == [
+        ('image', 'image'), ('image/compressed', 'image/compressed'),
+        ('detections', 'detections')]
     # No preset and no explicit overrides: only the params file reaches the node.
     assert _parameter_arguments(node) == [(str(DEFAULT_PARAMS), True)]
 
@@ -203,7 +205,8 @@ def test_preset_namespace_and_overrides(ros_launch):
     })
     assert node.node_name == '/robot1/triton_detect'
     assert node.expanded_remapping_rules == [
-        ('image', '/camera/image_rect'), ('detections', 'objects')]
+        ('image', '/camera/image_rect'), ('image/compressed', '/camera/image_rect/compressed'),
+        ('detections', 'objects')]
     arguments = _parameter_arguments(node)
     assert all(is_file for _, is_file in arguments)
     paths = [path for path, _ in arguments]

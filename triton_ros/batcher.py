@@ -66,10 +66,10 @@ class CameraBatcher:
             self._cond.notify_all()
             return evicted
 
-    def drop(self, camera: str, reason: str, count: int = 1) -> None:
-        """Count frames dropped elsewhere (e.g. server unavailable), per camera and reason."""
+    def dropped_counts(self, camera: str) -> dict[str, int]:
+        """Frames of ``camera`` this batcher dropped, by reason (stale, unsynced)."""
         with self._cond:
-            self.dropped[camera][reason] += count
+            return dict(self.dropped[camera])
 
     def pending(self) -> int:
         with self._cond:

@@ -98,7 +98,10 @@ class Detector:
         self.max_batch = max(1, self.spec.max_batch_size)
 
     def detect(self, frames: list[np.ndarray]) -> list[Detections]:
-        prepared = [self.preprocess(frame) for frame in frames]
+        return self.detect_prepared([self.preprocess(frame) for frame in frames])
+
+    def detect_prepared(self, prepared: list) -> list[Detections]:
+        """Like :meth:`detect` for frames already run through ``self.preprocess``."""
         results = []
         for start in range(0, len(prepared), self.max_batch):
             chunk = prepared[start:start + self.max_batch]

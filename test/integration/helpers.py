@@ -46,7 +46,8 @@ class NodeProcess:
             args += ["-r", f"__ns:={namespace}"]
         self.log_path = log_path
         self._log = open(log_path, "wb")
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
         self.process = subprocess.Popen(args, env=env, stdout=self._log,
                                         stderr=subprocess.STDOUT, cwd=REPO)
 

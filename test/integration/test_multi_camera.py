@@ -118,6 +118,9 @@ def test_synchronized_stereo_pairs(triton_server, sample_bag, start_node, ros_no
                                "sync_tolerance_ms": 10.0, "queue_size": 4,
                                "image_reliability": "reliable"}, namespace="/stereo")
     results = PerCamera(ros_node, ["left", "right"], "/stereo")
+    statuses = []
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics",
+                                 lambda m: statuses.extend(m.status), 10)
     pubs = {c: ros_node.create_publisher(Image, f"/stereo/{c}/image", RELIABLE)
             for c in ("left", "right")}
     node.wait_for_output("ready: 2 camera(s)", timeout_s=90)
@@ -137,6 +140,18 @@ def test_synchronized_stereo_pairs(triton_server, sample_bag, start_node, ros_no
     assert left == right  # every published pair has the same stamp on both cameras
     unsynced_stamp = stamp_to_ns(restamped(frames[1], "stereo", 1).header.stamp)
     assert unsynced_stamp not in left
+
+    def stereo_counters():
+        for status in reversed(statuses):
+            if "/stereo/triton_detect" in status.name:
+                return {kv.key: kv.value for kv in status.values}
+        return {}
+    # The unpaired left frame is reported, and every frame is accounted for.
+    assert wait_until(lambda: stereo_counters().get("camera[left].dropped_unsynced") == "1", 10), (
+        stereo_counters())
+    values = stereo_counters()
+    assert values["frames_received"] == "7" and values["frames_published"] == "6"
+    assert values["frames_dropped_unsynced"] == "1"
 
 
 def test_debug_image_and_qos_mismatch_hint(triton_server, sample_bag, start_node, ros_node):

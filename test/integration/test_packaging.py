@@ -36,6 +36,12 @@ def test_colcon_build_installs_nodes_launch_and_config(tmp_path):
     prefix = tmp_path / "install" / "triton_ros"
     share = prefix / "share" / "triton_ros"
     for path in (prefix / "lib" / "triton_ros" / "detect_node",
+                 prefix / "lib" / "triton_ros" / "track_node",
+                 prefix / "lib" / "triton_ros" / "sensor_sequence_node",
+                 share / "launch" / "fleet.launch.py",
+                 share / "config" / "model_repository" / "ssd_mobilenet_v2_coco_yolo_head" / "1"
+                 / "model.py",  # a symlink in the repository: installed as a real file
+                 share / "config" / "model_repository" / "simple_tracker" / "config.pbtxt",
                  prefix / "share" / "ament_index" / "resource_index" / "packages" / "triton_ros",
                  share / "package.xml", share / "launch" / "detect.launch.py",
                  share / "config" / "detect.yaml", share / "config" / "fastdds-localhost.xml",

@@ -22,7 +22,7 @@ def test_full_batch_is_released_at_once_without_waiting_for_the_delay():
 
 
 def test_partial_batch_waits_for_max_delay_then_flushes():
-    batcher = CameraBatcher(["a", "b"], max_batch=4, max_delay_s=0.15)
+    batcher = CameraBatcher(["a", "b"], max_batch=4, max_delay_s=1.0)
     batcher.put("a", 1, "a1")
     assert batcher.next_batch(timeout_s=0.05) == []  # younger than max_delay, not full
     batch = batcher.next_batch(timeout_s=2.0)

@@ -208,7 +208,11 @@ class DetectNode(Node):
             on_change=self._on_connection_change,
             fatal=(ModelSpecError, ValueError, FileNotFoundError))
         self.detector: Detector | None = None
-        self._wait_for_server(p["server_wait_timeout_s"])
+        try:
+            self._wait_for_server(p["server_wait_timeout_s"])
+        except Exception:
+            self.client.close()
+            raise
 
         self.cameras = {name: Camera(name) for name, _ in camera_specs}
         self.batcher = CameraBatcher(
@@ -357,16 +361,21 @@ class DetectNode(Node):
     def _on_image(self, camera: Camera, msg) -> None:
         with self._lock:
             camera.counters["received"] += 1
-        evicted = self.batcher.put(camera.name, stamp_to_ns(msg.header.stamp),
-                                   (time.monotonic(), msg))
-        if evicted is not None:
-            self._drop(camera, "stale")
+        # A frame this displaces is counted by the batcher as "stale".
+        self.batcher.put(camera.name, stamp_to_ns(msg.header.stamp), (time.monotonic(), msg))
 
     def _work(self) -> None:
         while self._running:
             batch = self.batcher.next_batch(timeout_s=0.2)
-            if batch:
+            if not batch:
+                continue
+            try:
                 self._process(batch)
+            except Exception as exc:  # never let one batch stop the worker; count it instead
+                for pending in batch:
+                    self._drop(self.cameras[pending.camera], "internal_error")
+                self._report_error(f"unexpected error on a batch of {len(batch)}: "
+                                   f"{type(exc).__name__}: {exc}", kind="internal")
 
     def _process(self, batch) -> None:
         try:
@@ -378,22 +387,24 @@ class DetectNode(Node):
             for pending in batch:
                 self._drop(self.cameras[pending.camera], "server_unavailable")
             return
-        frames, items = [], []
+        frames, prepared, items = [], [], []
         for pending in batch:
             received_at, msg = pending.item
             camera = self.cameras[pending.camera]
             try:
-                frames.append(image_msg_to_bgr(msg))
+                frame = image_msg_to_bgr(msg)
+                prepared.append(detector.preprocess(frame))  # a bad frame fails alone
+                frames.append(frame)
                 items.append((camera, received_at, msg))
-            except ValueError as exc:
+            except (ValueError, cv2.error) as exc:
                 self._drop(camera, "bad_input")
                 self._report_error(f"bad frame from {msg.header.frame_id!r}: {exc}",
                                    kind=type(exc).__name__ + str(exc)[:20])
         if not frames:
             return
         try:
-            results = detector.detect(frames)
-        except (TritonError, ValueError) as exc:
+            results = detector.detect_prepared(prepared)
+        except (TritonError, ValueError, IndexError, KeyError) as exc:
             for camera, _, _ in items:
                 self._drop(camera, "inference_failed")
             self._report_error(f"inference failed for {len(frames)} frame(s): {exc}",
@@ -439,12 +450,19 @@ class DetectNode(Node):
             self._last_logged[kind] = now
             self.get_logger().error(text)
 
+    def camera_counters(self, camera: Camera) -> collections.Counter:
+        """received, published, dropped_<reason> of one camera (incl. the batcher's drops)."""
+        with self._lock:
+            counters = collections.Counter(camera.counters)
+        for reason, count in self.batcher.dropped_counts(camera.name).items():
+            counters[f"dropped_{reason}"] += count
+        return counters
+
     def totals(self) -> collections.Counter:
         """Frame counters summed over cameras (received, published, dropped_<reason>)."""
-        with self._lock:
-            total = collections.Counter()
-            for camera in self.cameras.values():
-                total.update(camera.counters)
+        total = collections.Counter()
+        for camera in self.cameras.values():
+            total.update(self.camera_counters(camera))
         return total
 
     def status(self) -> DiagnosticStatus:
@@ -456,13 +474,14 @@ class DetectNode(Node):
         if self.connection.state != "ready":
             level, message = DiagnosticStatus.ERROR, f"Triton {self.connection.state}"
         values = {f"frames_{k}": str(v) for k, v in sorted(totals.items())}
-        for key in ("received", "published", "dropped_stale", "dropped_server_unavailable",
+        for key in ("received", "published", "dropped_stale", "dropped_unsynced",
+                    "dropped_server_unavailable",
                     "dropped_bad_input", "dropped_inference_failed", "dropped_dds_lost"):
             values.setdefault(f"frames_{key}", "0")
+        for camera in self.cameras.values():
+            for key, value in sorted(self.camera_counters(camera).items()):
+                values[f"camera[{camera.name}].{key}"] = str(value)
         with self._lock:
-            for camera in self.cameras.values():
-                for key, value in sorted(camera.counters.items()):
-                    values[f"camera[{camera.name}].{key}"] = str(value)
             latencies = list(self.latencies_ms)
         batch_sizes = dict(self.batcher.batch_sizes)
         values.update({

@@ -232,6 +232,8 @@ class SequenceNode(LifecycleNode):
         while self._running:
             messages = self.queue.take(self.max_messages_per_request(), timeout_s=0.2)
             if not self._active:
+                if messages:  # queued before a deactivate: counted, not sent
+                    self._count("dropped_inactive", len(messages))
                 continue
             if messages:
                 self._process(messages)

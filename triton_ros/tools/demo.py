@@ -123,7 +123,7 @@ def run(args) -> int:
     for old in args.out.glob("frame_*.png"):
         old.unlink()
     env = apply_localhost_ros_env()
-    server = node = probe = None
+    server = node = probe = node_log = None
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append("SIGTERM"))
     try:
@@ -144,7 +144,9 @@ def run(args) -> int:
              "-p", f"queue_size:={args.queue_size}",
              "-r", f"image:={IMAGE_TOPIC}", "-r", f"detections:={DETECTIONS_TOPIC}",
              *[arg for param in args.node_param for arg in ("-p", param)]],
-            env=dict(os.environ, PYTHONPATH=str(share_dir())), stdout=node_log,
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                p for p in (str(share_dir()), os.environ.get("PYTHONPATH", "")) if p)),
+            stdout=node_log,
             stderr=subprocess.STDOUT)
         probe = DemoProbe()
         player = BagPlayer(probe.node, args.bag, [IMAGE_TOPIC, INFO_TOPIC], rate=args.rate)
@@ -155,6 +157,9 @@ def run(args) -> int:
                                    f"{args.out / 'detect_node.log'}")
             time.sleep(0.1)
         while probe.node.count_publishers(DETECTIONS_TOPIC) == 0:
+            if node.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("detect node publishes no detections topic; see "
+                                   f"{args.out / 'detect_node.log'}")
             time.sleep(0.05)
         time.sleep(0.5)  # let discovery settle before the first frame
 
@@ -190,6 +195,8 @@ def run(args) -> int:
                 node.wait(15)
             except subprocess.TimeoutExpired:
                 node.kill()
+        if node_log is not None:
+            node_log.close()
         if probe is not None:
             probe.close()
         if server is not None:

@@ -126,7 +126,11 @@ class LocalTritonServer:
             out = self._log_file
         self.process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
                                         start_new_session=True)
-        self.wait_ready(timeout_s)
+        try:
+            self.wait_ready(timeout_s)
+        except BaseException:  # not ready (or Ctrl-C): leave no server, log file or scratch dir
+            self.cleanup()
+            raise
         return self
 
     def is_ready(self) -> bool:

@@ -102,7 +102,7 @@ class TritonPythonModel:
         head[:, 1] = (y1 + y2) / 2 * height
         head[:, 2] = (x2 - x1) * width
         head[:, 3] = (y2 - y1) * height
-        valid = scores > 0
+        valid = (scores > 0) & (classes >= 1)  # class 0 is SSD's background
         batch_index, candidate = np.nonzero(valid)
         class_index = classes[valid].astype(np.int64) - 1
         head[batch_index, 4 + class_index, candidate] = scores[valid]
