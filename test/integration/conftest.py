@@ -52,11 +52,11 @@ def start_node(tmp_path):
 def ros_node():
     """An rclpy test node spun by a background executor thread."""
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node(f"test_probe_{os.getpid()}", context=context)
-    executor = MultiThreadedExecutor(context=context)
+    executor = SingleThreadedExecutor(context=context)  # multi-threaded starves publishers
     executor.add_node(node)
     thread = threading.Thread(target=executor.spin, daemon=True)
     thread.start()
