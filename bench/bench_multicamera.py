@@ -43,6 +43,7 @@ if str(REPO) not in sys.path:  # run from a checkout without installing
 import numpy as np  # noqa: E402
 
 from triton_ros.tools.local_env import apply_localhost_ros_env  # noqa: E402
+from triton_ros.tools.node_process import NodeProcess  # noqa: E402
 
 VIDEO = REPO / ".cache" / "data" / "vtest.avi"
 SAMPLE_BAG = REPO / ".cache" / "data" / "sample_bag"
@@ -316,56 +317,6 @@ class Probe:
         self.node.destroy_node()
 
 
-class NodeProcess:
-    """``python -m triton_ros.ros.detect_node`` in its own session, output to a log file."""
-
-    def __init__(self, params: dict, namespace: str, env: dict, log_path: Path):
-        args = [sys.executable, "-m", "triton_ros.ros.detect_node", "--ros-args"]
-        for key, value in params.items():
-            if isinstance(value, bool):
-                value = str(value).lower()
-            elif isinstance(value, (list, tuple)):
-                value = "[" + ",".join(json.dumps(v) for v in value) + "]"  # YAML flow list
-            args += ["-p", f"{key}:={value}"]
-        args += ["-r", f"__ns:={namespace}"]
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        self.process = subprocess.Popen(args, env=dict(env, PYTHONPATH=str(REPO)), cwd=REPO,
-                                        stdout=self._log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-        self.pid = self.process.pid
-
-    def output(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_output(self, text: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if text in self.output():
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise RuntimeError(f"detect_node: {text!r} not seen (exit code {self.process.poll()}); "
-                           f"log {self.log_path}:\n{self.output()[-2000:]}")
-
-    def stop(self, timeout_s: float = 10.0) -> int | None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        if not self._log.closed:
-            self._log.close()
-        return self.process.returncode
-
-
-# -- one configuration --
-
 def counters_delta(first: dict, last: dict) -> dict:
     keys = {k for k in last if k.startswith("frames_")}
     return {k: int(last.get(k, 0)) - int(first.get(k, 0)) for k in sorted(keys)}
@@ -387,7 +338,8 @@ def run_config(n: int, mode: str, args, env, server, client, raws, server_pids, 
               "load_avg_before": load_avg()}
     probe = Probe(namespace, n, f"n{n}_{mode.replace('-', '')}")
     EXECUTOR.add_node(probe.node)
-    node = NodeProcess(params, namespace, env, log_dir / f"node_n{n}_{mode}.log")
+    node = NodeProcess("triton_ros.ros.detect_node", params, namespace=namespace,
+                       log_path=log_dir / f"node_n{n}_{mode}.log", env=env, new_session=True)
     CURRENT["node"] = node
     try:
         node.wait_for_output(f"ready: {n} camera(s)", timeout_s=60)

@@ -34,6 +34,7 @@ from typing import Callable
 import numpy as np
 
 from triton_ros.model_spec import ModelSpec, model_spec_from_server
+from triton_ros.triton_client import infer_inputs
 
 STREAM_BITS = 8                       # stream indices per robot id: 0 .. 255
 STREAMS_PER_ROBOT = 1 << STREAM_BITS
@@ -213,17 +214,6 @@ def is_sequence_dropped(message: str) -> bool:
 # --- transports --------------------------------------------------------------------------------
 
 
-def _to_inputs(module, inputs: dict[str, np.ndarray]):
-    from tritonclient.utils import np_to_triton_dtype
-    request = []
-    for name, array in inputs.items():
-        array = np.ascontiguousarray(array)
-        tensor = module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
-        tensor.set_data_from_numpy(array)
-        request.append(tensor)
-    return request
-
-
 class _Pending:
     def __init__(self, request_id: str):
         self.request_id = request_id
@@ -315,7 +305,7 @@ class GrpcStreamTransport:
                          if outputs else None)
             try:
                 self._client.async_stream_infer(
-                    model_name, _to_inputs(self._module, inputs), model_version=model_version,
+                    model_name, infer_inputs(self._module, inputs), model_version=model_version,
                     outputs=requested, request_id=pending.request_id,
                     sequence_id=correlation_id, sequence_start=start, sequence_end=end)
             except InferenceServerException as exc:  # the new stream died at once
@@ -436,7 +426,7 @@ class UnaryTransport:
         kwargs = {"client_timeout": timeout_s} if self.protocol == "grpc" else {}
         with self._lock:
             result = self._call("infer", self._client.infer, model_name,
-                                _to_inputs(self._module, inputs), model_version=model_version,
+                                infer_inputs(self._module, inputs), model_version=model_version,
                                 outputs=requested, sequence_id=correlation_id,
                                 sequence_start=start, sequence_end=end, **kwargs)
         if outputs:

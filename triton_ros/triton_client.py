@@ -73,6 +73,17 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
+def infer_inputs(module, inputs: dict[str, np.ndarray]) -> list:
+    """``module.InferInput`` objects (tritonclient.grpc or .http) carrying ``inputs`` in-band."""
+    request = []
+    for name, array in inputs.items():
+        array = np.ascontiguousarray(array)
+        tensor = module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+        tensor.set_data_from_numpy(array)
+        request.append(tensor)
+    return request
+
+
 class TritonClient:
     """Talks to one model on one Triton server.
 
@@ -267,11 +278,7 @@ class TritonClient:
                           **self._infer_kwargs())
 
     def _infer_plain(self, inputs, output_names):
-        request_inputs = []
-        for name, array in inputs.items():
-            tensor = self._module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
-            tensor.set_data_from_numpy(array)
-            request_inputs.append(tensor)
+        request_inputs = infer_inputs(self._module, inputs)
         outputs = [self._module.InferRequestedOutput(n) for n in output_names]
         result = self._send(request_inputs, outputs)
         return {name: result.as_numpy(name) for name in output_names}

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SAMPLE_BAG, NodeProcess
+from helpers import SAMPLE_BAG
+from triton_ros.tools.node_process import NodeProcess
 
 
 

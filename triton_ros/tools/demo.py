@@ -8,9 +8,7 @@ exit, Ctrl-C or failure. All ROS 2 traffic stays on loopback (localhost-only Fas
 """
 import argparse
 import json
-import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -21,6 +19,7 @@ import numpy as np
 
 from triton_ros.resources import share_dir
 from triton_ros.tools.local_env import apply_localhost_ros_env
+from triton_ros.tools.node_process import NodeProcess
 
 IMAGE_TOPIC = "/camera/image_raw"
 INFO_TOPIC = "/camera/camera_info"
@@ -125,7 +124,7 @@ def run(args) -> int:
     for old in args.out.glob("frame_*.png"):
         old.unlink()
     env = apply_localhost_ros_env()
-    server = node = probe = node_log = None
+    server = node = probe = None
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append("SIGTERM"))
     try:
@@ -138,28 +137,23 @@ def run(args) -> int:
             url = server.grpc_url if args.protocol == "grpc" else server.http_url
         print(f"starting detect node against {args.protocol}://{url} "
               f"(ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}) ...", file=sys.stderr)
-        node_log = open(args.out / "detect_node.log", "wb")
-        node = subprocess.Popen(
-            [sys.executable, "-m", "triton_ros.ros.detect_node", "--ros-args",
-             "-p", f"server_url:={url}", "-p", f"protocol:={args.protocol}",
-             "-p", f"model_name:={args.model_name}", "-p", "use_sim_time:=true",
-             "-p", f"queue_size:={args.queue_size}",
-             "-r", f"image:={IMAGE_TOPIC}", "-r", f"detections:={DETECTIONS_TOPIC}",
-             *[arg for param in args.node_param for arg in ("-p", param)]],
-            env=dict(os.environ, PYTHONPATH=os.pathsep.join(
-                p for p in (str(share_dir()), os.environ.get("PYTHONPATH", "")) if p)),
-            stdout=node_log,
-            stderr=subprocess.STDOUT)
+        node = NodeProcess(
+            "triton_ros.ros.detect_node",
+            {"server_url": url, "protocol": args.protocol, "model_name": args.model_name,
+             "use_sim_time": True, "queue_size": args.queue_size},
+            remaps={"image": IMAGE_TOPIC, "detections": DETECTIONS_TOPIC},
+            log_path=args.out / "detect_node.log",
+            extra_args=[arg for param in args.node_param for arg in ("-p", param)])
         probe = DemoProbe()
         player = BagPlayer(probe.node, args.bag, [IMAGE_TOPIC, INFO_TOPIC], rate=args.rate)
         deadline = time.monotonic() + 120
         while probe.node.count_subscribers(IMAGE_TOPIC) == 0:
-            if node.poll() is not None or time.monotonic() > deadline:
+            if not node.alive() or time.monotonic() > deadline:
                 raise RuntimeError("detect node did not come up; see "
                                    f"{args.out / 'detect_node.log'}")
             time.sleep(0.1)
         while probe.node.count_publishers(DETECTIONS_TOPIC) == 0:
-            if node.poll() is not None or time.monotonic() > deadline:
+            if not node.alive() or time.monotonic() > deadline:
                 raise RuntimeError("detect node publishes no detections topic; see "
                                    f"{args.out / 'detect_node.log'}")
             time.sleep(0.05)
@@ -191,14 +185,8 @@ def run(args) -> int:
         print("interrupted; stopping everything", file=sys.stderr)
         return 130
     finally:
-        if node is not None and node.poll() is None:
-            node.send_signal(signal.SIGINT)
-            try:
-                node.wait(15)
-            except subprocess.TimeoutExpired:
-                node.kill()
-        if node_log is not None:
-            node_log.close()
+        if node is not None:
+            node.stop()
         if probe is not None:
             probe.close()
         if server is not None:
