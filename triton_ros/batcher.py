@@ -5,7 +5,8 @@ The contract mirrors Triton's dynamic batcher, on the robot side: a batch is rel
 
 Real-time policy: each camera has a bounded slot (``depth`` frames, default 1 = "latest frame
 wins"); a newer frame pushes the oldest pending one of the same camera out, counted per camera as
-``stale``. Nothing queues without bound.
+``stale`` (or as ``evict_reason`` while the owner sets another, e.g. ``server_unavailable`` during
+an outage). Nothing queues without bound.
 
 Synchronized mode (``sync_tolerance_s`` set, for stereo/surround rigs): a batch takes exactly one
 frame per camera whose stamps lie within the tolerance; frames too old to ever match are dropped
@@ -47,6 +48,7 @@ class CameraBatcher:
         self._next_camera = 0
         self.dropped = {camera: collections.Counter() for camera in cameras}
         self.batch_sizes = collections.Counter()
+        self.evict_reason = "stale"   # the reason displaced frames are counted under
 
     def set_max_batch(self, max_batch: int) -> None:
         """Follow the model's max_batch_size once it is discovered."""
@@ -55,13 +57,13 @@ class CameraBatcher:
             self._cond.notify_all()
 
     def put(self, camera: str, stamp_ns: int, item: Any) -> Pending | None:
-        """Offer a frame; returns the frame it displaced (counted as stale), if any."""
+        """Offer a frame; returns the frame it displaced (counted as ``evict_reason``), if any."""
         with self._cond:
             slot = self._slots[camera]
             evicted = None
             if len(slot) >= self.depth:
                 evicted = slot.popleft()
-                self.dropped[camera]["stale"] += 1
+                self.dropped[camera][self.evict_reason] += 1
             slot.append(Pending(camera, stamp_ns, item))
             self._cond.notify_all()
             return evicted
@@ -70,6 +72,27 @@ class CameraBatcher:
         """Frames of ``camera`` this batcher dropped, by reason (stale, unsynced)."""
         with self._cond:
             return dict(self.dropped[camera])
+
+    def drop_snapshot(self, reason: str) -> dict[str, int]:
+        """Per-camera count of drops for ``reason`` now (see :meth:`reclassify`)."""
+        with self._cond:
+            return {camera: counts[reason] for camera, counts in self.dropped.items()}
+
+    def reclassify(self, since: dict[str, int], old: str, new: str) -> int:
+        """Count the ``old`` drops made after snapshot ``since`` as ``new`` instead.
+
+        E.g. frames displaced while a request hung were lost to the outage, not to a slow
+        model. Returns how many were moved.
+        """
+        moved = 0
+        with self._cond:
+            for camera, counts in self.dropped.items():
+                n = max(0, min(counts[old] - since.get(camera, 0), counts[old]))
+                if n:
+                    counts[old] -= n
+                    counts[new] += n
+                    moved += n
+        return moved
 
     def pending(self) -> int:
         with self._cond:

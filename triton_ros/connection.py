@@ -38,8 +38,10 @@ class ModelConnection:
     Exceptions of the ``fatal`` types (e.g. a model that cannot be driven) are not retried
     quietly: they are re-raised from ``get()`` (after scheduling the next attempt).
 
-    ``on_change(state, detail)`` is called on every transition between ``"ready"`` and
-    ``"unavailable"`` (with the error text), e.g. to log it.
+    ``on_change(state, detail)`` is called on every transition between ``"ready"``,
+    ``"unavailable"`` and ``"unresponsive"`` (an error whose ``kind`` is ``"unresponsive"``: the
+    server accepts connections but does not answer), and when the error text changes, e.g. to
+    log it. ``last_error`` is cleared when the connection is ready again.
     """
 
     def __init__(self, connect: Callable[[], Any], backoff: Backoff | None = None,
@@ -68,7 +70,7 @@ class ModelConnection:
                 self._ready = self._connect()
             except Exception as exc:  # any failure to connect/discover means "not yet"
                 self._retry_at = time.monotonic() + self.backoff.next_delay()
-                self._set("unavailable", str(exc))
+                self._set(_state_of(exc), str(exc))
                 if isinstance(exc, self._fatal):
                     raise
                 return None
@@ -85,12 +87,15 @@ class ModelConnection:
             self._ready = None
             self.losses += 1
             self._retry_at = time.monotonic() + self.backoff.next_delay()
-            self._set("unavailable", str(exc))
+            self._set(_state_of(exc), str(exc))
 
     def _set(self, state: str, detail: str) -> None:
         changed = state != self.state or (detail and detail != self.last_error)
         self.state = state
-        if detail:
-            self.last_error = detail
+        self.last_error = detail
         if changed:
             self._on_change(state, detail)
+
+
+def _state_of(exc: BaseException) -> str:
+    return "unresponsive" if getattr(exc, "kind", "") == "unresponsive" else "unavailable"

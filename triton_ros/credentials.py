@@ -49,6 +49,23 @@ def read_token(token_env: str = "", token_file: str = "") -> str:
     return token
 
 
+def check_headers(headers: dict) -> None:
+    """Raise ValueError for a header gRPC/HTTP cannot carry (names the header, never the value).
+
+    Values must be printable ASCII without leading/trailing blanks (gRPC metadata rules; a
+    newline would also split an HTTP header); names lower-case ``[0-9a-z-_.]``.
+    """
+    for name, value in headers.items():
+        name = str(name)
+        if not name or any(not (c.isascii() and (c.isalnum() or c in "-_.")) for c in name):
+            raise ValueError(f"invalid header name {name!r}")
+        value = str(value)
+        if value != value.strip() or any(not 0x20 <= ord(c) <= 0x7E for c in value):
+            raise ValueError(f"the value of header {name!r} (the auth token) has characters a "
+                             "request header cannot carry (control characters such as a newline "
+                             "inside it, non-ASCII, or surrounding blanks); fix the token source")
+
+
 def auth_headers(token_env: str = "", token_file: str = "", header: str = "authorization",
                  scheme: str = "Bearer") -> SecretHeaders:
     """``{header: "<scheme> <token>"}`` (just the token when ``scheme`` is empty).
@@ -64,4 +81,6 @@ def auth_headers(token_env: str = "", token_file: str = "", header: str = "autho
         raise ValueError(f"invalid header name {header!r}")
     token = read_token(token_env, token_file)
     value = f"{scheme} {token}" if scheme else token
-    return SecretHeaders({header.lower(): value})
+    headers = SecretHeaders({header.lower(): value})
+    check_headers(headers)
+    return headers

@@ -60,16 +60,30 @@ def raw_image_to_bgr(encoding: str, height: int, width: int, step: int, data,
 
 
 def compressed_image_to_bgr(fmt: str, data) -> np.ndarray:
-    """Decode a ``sensor_msgs/CompressedImage`` (jpeg/png) to BGR (or mono for gray PNGs)."""
+    """Decode a ``sensor_msgs/CompressedImage`` to uint8 BGR ``[H, W, 3]`` or mono ``[H, W]``.
+
+    Whatever OpenCV's imdecode reads (jpeg, png, tiff, webp, bmp, ...) with 8- or 16-bit
+    unsigned pixels and 1, 3 or 4 channels; anything else raises :class:`ImageDecodeError`.
+    """
     buffer = np.frombuffer(data, dtype=np.uint8)
     if buffer.size == 0:
         raise ImageDecodeError(f"empty CompressedImage (format {fmt!r})")
     image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ImageDecodeError(f"cannot decode CompressedImage with format {fmt!r} "
-                               f"({buffer.size} bytes); expected jpeg or png")
-    if image.dtype != np.uint8:
+                               f"({buffer.size} bytes): not an image OpenCV can read (jpeg, png, "
+                               "tiff, webp, bmp, ...)")
+    if image.dtype == np.uint16:  # 16-bit PNG/TIFF: keep the top 8 bits
         image = (image >> 8).astype(np.uint8)
-    if image.ndim == 3 and image.shape[2] == 4:
+    elif image.dtype != np.uint8:
+        raise ImageDecodeError(f"CompressedImage (format {fmt!r}) decodes to {image.dtype} "
+                               f"pixels; only 8- and 16-bit unsigned images are supported")
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if channels == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    elif channels == 1 and image.ndim == 3:
+        image = image[:, :, 0]
+    elif channels not in (1, 3):
+        raise ImageDecodeError(f"CompressedImage (format {fmt!r}) has {channels} channels; "
+                               "expected 1 (mono), 3 (BGR) or 4 (BGRA)")
     return image

@@ -35,7 +35,7 @@ from tritonclient.utils import InferenceServerException, np_to_triton_dtype, tri
 from tritonclient.utils.shared_memory import SharedMemoryException
 
 from triton_ros import shared_memory as shm
-from triton_ros.credentials import SecretHeaders
+from triton_ros.credentials import SecretHeaders, check_headers
 from triton_ros.model_spec import ModelSpec, model_spec_from_server
 
 PROTOCOLS = ("grpc", "http")
@@ -46,7 +46,28 @@ _log = logging.getLogger(__name__)
 
 
 class TritonError(RuntimeError):
-    """A request to the Triton server failed (unreachable, model not ready, bad request)."""
+    """A request to the Triton server failed; ``kind`` says why, in words a user can act on.
+
+    Kinds: ``unreachable`` (refused, unresolvable host), ``unresponsive`` (no answer within the
+    request timeout: hung or overloaded server), ``protocol`` (the port speaks another protocol:
+    HTTP vs gRPC), ``tls`` (TLS handshake failed), ``auth`` (headers rejected), ``model_missing``
+    (not in the server's repository), ``model_not_ready`` (in the repository, not loaded/ready),
+    ``rejected`` (the server refused this request, e.g. a wrong shape).
+    """
+
+    def __init__(self, message: str, kind: str = "rejected"):
+        super().__init__(message)
+        self.kind = kind
+
+
+#: kinds meaning "the server cannot serve us now" (as opposed to "this request was bad")
+UNAVAILABLE_KINDS = frozenset({"unreachable", "unresponsive", "protocol", "tls", "auth",
+                               "model_missing", "model_not_ready"})
+#: kinds after which the connection (channel) is rebuilt before the next attempt
+_TRANSPORT_KINDS = frozenset({"unreachable", "unresponsive", "protocol", "tls"})
+#: RFC 2606/6761 names used as placeholders (e.g. in the remote_server preset)
+_PLACEHOLDER_SUFFIXES = (".example", ".invalid", ".test", "example.com", "example.org",
+                         "example.net", ".example.internal")
 
 
 class _RegistrationFailed(TritonError):
@@ -62,6 +83,24 @@ def url_host(url: str) -> str:
     return url.rsplit(":", 1)[0] if ":" in url else url
 
 
+def check_url(url: str, protocol: str = "grpc") -> None:
+    """Raise ValueError unless ``url`` is ``host:port`` (no scheme) with a real host and port."""
+    hint = "gRPC 8001, HTTP 8000"
+    if "://" in url:
+        scheme = url.split("://", 1)[0]
+        raise ValueError(f"server_url {url!r}: give host:port without a scheme ({scheme}://); "
+                         f"the protocol is set by protocol:=grpc|http")
+    host = url_host(url)
+    port = url[len(host) + (2 if url.startswith("[") else 0):].lstrip(":") if ":" in url else ""
+    if not host or not port:
+        raise ValueError(f"server_url {url!r}: expected host:port ({hint})")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"server_url {url!r}: port {port!r} is not a number in 1..65535")
+    if host.lower().endswith(_PLACEHOLDER_SUFFIXES):
+        raise ValueError(f"server_url {url!r}: {host} is a placeholder host (a preset's example); "
+                         f"set server_url:=<your Triton host>:<port>")
+
+
 def is_loopback_url(url: str) -> bool:
     """Whether ``url``'s host is ``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
     host = url_host(url).lower()
@@ -71,6 +110,50 @@ def is_loopback_url(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def classify_error(what: str, where: str, exc: BaseException,
+                   timeout_s: float) -> TritonError:
+    """A :class:`TritonError` for ``exc`` raised by tritonclient, saying what to check."""
+    if isinstance(exc, InferenceServerException):
+        text, status = exc.message() or str(exc), str(exc.status() or "")
+    else:
+        text, status = f"{type(exc).__name__}: {exc}", ""
+    low = text.lower()
+    prefix = f"{what} on {where} failed"
+    if "deadline" in low or "timed out" in low or "timeout" in low or \
+            status == "StatusCode.DEADLINE_EXCEEDED":
+        return TritonError(f"{prefix}: no answer within {timeout_s:.1f} s (server hung or "
+                           f"overloaded): {text}", "unresponsive")
+    if "tls handshake" in low or "ssl" in low or "certificate" in low:
+        why = ("the server does not serve TLS here (set ssl:=false)"
+               if "wrong_version_number" in low or "wrong version number" in low else
+               "check root_certificates / the server's certificate")
+        return TritonError(f"{prefix}: TLS handshake failed: {why}: {text}", "tls")
+    if "stream removed" in low or "connection reset" in low:
+        return TritonError(f"{prefix}: connection lost (server stopped or crashed): {text}",
+                           "unreachable")
+    if "expected http/" in low or "httpparseerror" in low or "socket closed" in low or \
+            "bad status line" in low or "remotedisconnected" in low:
+        return TritonError(f"{prefix}: the port does not speak this protocol (gRPC vs HTTP: "
+                           f"tritonserver uses 8001 for gRPC, 8000 for HTTP; or a TLS-only "
+                           f"endpoint reached without ssl:=true): {text}", "protocol")
+    if "connection refused" in low or "errors resolving" in low or \
+            "name or service not known" in low or "failed to connect" in low or \
+            isinstance(exc, (ConnectionError, OSError)):
+        return TritonError(f"{prefix}: cannot connect (is tritonserver running there, and is "
+                           f"the host:port right?): {text}", "unreachable")
+    if "restricted" in low or "unauthenticated" in low or "permission" in low or \
+            "invalid metadata" in low or status in ("401", "403", "StatusCode.UNAUTHENTICATED",
+                                                     "StatusCode.PERMISSION_DENIED"):
+        return TritonError(f"{prefix}: the server rejected the request's credentials (check "
+                           f"auth_token_env/auth_token_file, auth_header, auth_scheme): {text}",
+                           "auth")
+    if "unknown model" in low or "is not found" in low:
+        return TritonError(f"{prefix}: {text}", "model_missing")
+    if "unavailable" in low or status in ("StatusCode.UNAVAILABLE", "502", "503", "504"):
+        return TritonError(f"{prefix}: {text}", "unreachable")
+    return TritonError(f"{prefix}: {text}", "rejected")
 
 
 def infer_inputs(module, inputs: dict[str, np.ndarray]) -> list:
@@ -96,7 +179,8 @@ class TritonClient:
                  model_version: str = "", timeout_s: float = 5.0, *,
                  ssl: bool = False, root_certificates: str = "", private_key: str = "",
                  certificate_chain: str = "", headers: dict[str, str] | None = None,
-                 compression: str = "", shared_memory: str = "off"):
+                 compression: str = "", shared_memory: str = "off",
+                 max_reconnect_backoff_s: float = 2.0):
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol {protocol!r} not in {list(PROTOCOLS)}")
         if compression not in COMPRESSIONS:
@@ -104,6 +188,8 @@ class TritonClient:
         if shared_memory not in SHARED_MEMORY_MODES:
             raise ValueError(f"shared_memory {shared_memory!r} not in "
                              f"{list(SHARED_MEMORY_MODES)}")
+        check_url(url, protocol)
+        check_headers(headers or {})
         if bool(private_key) != bool(certificate_chain):
             raise ValueError("private_key and certificate_chain go together (client certificate)")
         for what, path in (("root_certificates", root_certificates),
@@ -125,18 +211,28 @@ class TritonClient:
         self._shm_lock = threading.Lock()
         self._spec: ModelSpec | None = None
         self._module = grpcclient if protocol == "grpc" else httpclient
+        self.max_reconnect_backoff_s = max_reconnect_backoff_s
         self._local = threading.local()
         self._clients = []
         self._clients_lock = threading.Lock()
+        self._generation = 0   # bumped by reset_connections(): thread-local clients are renewed
 
     # -- connection -------------------------------------------------------------------------
 
     def _new_client(self):
         root, key, chain = self._tls
         if self.protocol == "grpc":
+            # gRPC's default reconnect backoff grows toward two minutes: cap it so a channel
+            # finds a restarted server within max_reconnect_backoff_s.
+            backoff_ms = max(10, int(self.max_reconnect_backoff_s * 1000))
             return grpcclient.InferenceServerClient(
                 self.url, ssl=self.ssl, root_certificates=root or None,
-                private_key=key or None, certificate_chain=chain or None)
+                private_key=key or None, certificate_chain=chain or None, channel_args=[
+                    ("grpc.max_send_message_length", 2**31 - 1),
+                    ("grpc.max_receive_message_length", 2**31 - 1),
+                    ("grpc.initial_reconnect_backoff_ms", min(500, backoff_ms)),
+                    ("grpc.min_reconnect_backoff_ms", min(500, backoff_ms)),
+                    ("grpc.max_reconnect_backoff_ms", backoff_ms)])
         ssl_options = None
         if self.ssl:
             ssl_options = {}
@@ -155,15 +251,36 @@ class TritonClient:
         gRPC clients are thread-safe and shared; the HTTP client runs on gevent, whose hub
         belongs to one thread, so each thread that calls gets its own.
         """
-        if self.protocol == "grpc" and self._clients:
-            return self._clients[0]
+        if self.protocol == "grpc":
+            clients = self._clients
+            if clients:
+                return clients[0]
+            with self._clients_lock:
+                if not self._clients:
+                    self._clients.append(self._new_client())
+                return self._clients[0]
         client = getattr(self._local, "client", None)
-        if client is None:
+        if client is None or getattr(self._local, "generation", -1) != self._generation:
             client = self._new_client()
-            self._local.client = client
+            self._local.client, self._local.generation = client, self._generation
             with self._clients_lock:
                 self._clients.append(client)
         return client
+
+    def reset_connections(self) -> None:
+        """Drop the channels/connections; the next call opens fresh ones.
+
+        A fresh gRPC channel connects at once, where an old one may still be waiting out its
+        reconnect backoff. Requests in flight on the old ones fail.
+        """
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+            self._generation += 1
+        for client in clients:
+            try:
+                client.close()
+            except Exception:  # a channel to a dead server, a gevent client of another thread
+                pass
 
     def _kwargs(self) -> dict:
         """Per-call keyword arguments every tritonclient request takes (headers, timeout)."""
@@ -188,14 +305,19 @@ class TritonClient:
 
     __str__ = __repr__
 
+    @property
+    def endpoint(self) -> str:
+        return f"{self.protocol}://{self.url}"
+
     def _call(self, what, fn, *args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except InferenceServerException as exc:
-            raise TritonError(f"{what} on {self.protocol}://{self.url} failed: "
-                              f"{exc.message() or exc}") from exc
-        except (OSError, ConnectionError, SharedMemoryException) as exc:
-            raise TritonError(f"{what} on {self.protocol}://{self.url} failed: {exc}") from exc
+        except SharedMemoryException as exc:
+            raise TritonError(f"{what} on {self.endpoint} failed: {exc}") from exc
+        except Exception as exc:  # tritonclient, socket and gevent errors: classified
+            if isinstance(exc, TritonError):
+                raise
+            raise classify_error(what, self.endpoint, exc, self.timeout_s) from exc
 
     # -- discovery --------------------------------------------------------------------------
 
@@ -213,6 +335,52 @@ class TritonClient:
                                                     **kwargs))
         except Exception:  # any transport failure means "not ready" here
             return False
+
+    def check_ready(self) -> None:
+        """Return if the server is live and the model ready; else raise a TritonError whose
+        ``kind`` and message say why (and, for a missing model, which models the server has).
+
+        After a connection-level failure the channels are rebuilt for the next attempt.
+        """
+        kwargs = self._kwargs()
+        try:
+            if not self._call("health check", self._client.is_server_live, **kwargs):
+                raise TritonError(f"server {self.endpoint} is not live (starting or "
+                                  "shutting down)", "unreachable")
+            if self._call("model readiness check", self._client.is_model_ready,
+                          self.model_name, self.model_version, **kwargs):
+                return
+        except TritonError as exc:
+            if exc.kind in _TRANSPORT_KINDS:
+                self.reset_connections()
+            raise
+        raise self._model_not_ready()
+
+    def _model_not_ready(self) -> TritonError:
+        """Why the (live) server's model is not ready: missing, unloaded, or failed to load."""
+        kwargs = self._kwargs()
+        if self.protocol == "grpc":
+            kwargs["as_json"] = True
+        try:
+            index = self._call("get_model_repository_index",
+                               self._client.get_model_repository_index, **kwargs)
+        except TritonError as exc:
+            return TritonError(f"model {self.model_name!r} is not ready on {self.endpoint} "
+                               f"(repository index unavailable: {exc})", "model_not_ready")
+        if isinstance(index, dict):  # gRPC JSON
+            index = index.get("models", [])
+        entries = [m for m in index if m.get("name") == self.model_name]
+        if not entries:
+            names = sorted({m.get("name", "") for m in index})
+            return TritonError(f"model {self.model_name!r} is not in the repository of "
+                               f"{self.endpoint}; it has {names}", "model_missing")
+        entry = next((m for m in entries if m.get("version") == self.model_version),
+                     entries[0])
+        state, reason = entry.get("state") or "UNLOADED", entry.get("reason", "")
+        return TritonError(f"model {self.model_name!r} is in the repository of {self.endpoint} "
+                           f"but not ready (state {state}{': ' + reason if reason else ''}); "
+                           "load it (model control mode) or see the server log",
+                           "model_not_ready")
 
     def wait_until_ready(self, timeout_s: float, poll_s: float = 0.25) -> None:
         """Block until the server is live and the model ready; TritonError after ``timeout_s``."""
@@ -450,11 +618,4 @@ class TritonClient:
             pool, self._shm_pool = self._shm_pool, None
         if pool is not None:
             pool.close()
-        with self._clients_lock:
-            clients, self._clients = self._clients, []
-        for client in clients:
-            try:
-                client.close()
-            except Exception:  # closing a gevent client from another thread may complain
-                pass
-        self._local = threading.local()
+        self.reset_connections()

@@ -204,3 +204,55 @@ def test_compressed_garbage_raises():
 def test_compressed_empty_raises():
     with pytest.raises(ImageDecodeError, match="empty CompressedImage"):
         compressed_image_to_bgr("png", b"")
+
+
+# -- every CompressedImage format: decoded, or refused with ImageDecodeError (never another error)
+
+def _encoded(ext, image, params=()):
+    ok, buffer = cv2.imencode(ext, image, list(params))
+    assert ok, ext
+    return buffer.tobytes()
+
+
+_BGR = np.dstack([np.tile(np.arange(64, dtype=np.uint8) * 4, (48, 1))] * 3)
+_BGR[:, :, 1] = 90
+_COMPRESSED_SUPPORTED = {
+    "jpeg": lambda: _encoded(".jpg", _BGR),
+    "png8": lambda: _encoded(".png", _BGR),
+    "png16": lambda: _encoded(".png", _BGR.astype(np.uint16) * 257),
+    "png_gray": lambda: _encoded(".png", _BGR[:, :, 0]),
+    "png_bgra": lambda: _encoded(".png", np.dstack([_BGR, np.full((48, 64), 255, np.uint8)])),
+    "tiff8": lambda: _encoded(".tiff", _BGR),
+    "tiff16": lambda: _encoded(".tiff", _BGR.astype(np.uint16) * 257),
+    "tiff_gray16": lambda: _encoded(".tiff", _BGR[:, :, 0].astype(np.uint16) * 257),
+    "webp": lambda: _encoded(".webp", _BGR, (cv2.IMWRITE_WEBP_QUALITY, 100)),
+    "bmp": lambda: _encoded(".bmp", _BGR),
+}
+_COMPRESSED_REFUSED = {
+    "tiff_float32": lambda: _encoded(".tiff", _BGR.astype(np.float32) / 255.0),
+    "tiff_float64": lambda: _encoded(".tiff", _BGR.astype(np.float64)),
+    "tiff_int16": lambda: _encoded(".tiff", _BGR.astype(np.int16)),
+    "garbage": lambda: bytes(range(256)) * 4,
+    "truncated_jpeg": lambda: _encoded(".jpg", _BGR)[:40],
+    "empty": lambda: b"",
+    "text": lambda: b"this is not an image",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_COMPRESSED_SUPPORTED))
+def test_compressed_formats_decode_to_uint8(kind):
+    image = compressed_image_to_bgr(kind, _COMPRESSED_SUPPORTED[kind]())
+    assert image.dtype == np.uint8 and image.shape[:2] == (48, 64)
+    assert image.ndim == 2 or image.shape[2] == 3
+    # lossless formats keep the pixels (16-bit ones their top byte)
+    if kind in ("png8", "png16", "tiff8", "tiff16", "bmp", "png_bgra"):
+        assert np.array_equal(image, _BGR), kind
+    if kind in ("png_gray", "tiff_gray16"):
+        assert np.array_equal(image if image.ndim == 2 else image[:, :, 0], _BGR[:, :, 0])
+
+
+@pytest.mark.parametrize("kind", sorted(_COMPRESSED_REFUSED))
+def test_compressed_formats_refused_with_a_reason(kind):
+    with pytest.raises(ImageDecodeError) as info:
+        compressed_image_to_bgr(kind, _COMPRESSED_REFUSED[kind]())
+    assert kind in str(info.value) or "format" in str(info.value)

@@ -30,6 +30,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
+from rclpy.validate_topic_name import InvalidTopicNameException, validate_topic_name
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray
 
@@ -43,8 +44,8 @@ from triton_ros.preprocess import COLOR_ORDERS, RESIZE_MODES, SCALING_MODES
 from triton_ros.ros.messages import (detections_to_msg, image_msg_to_bgr, stamp_to_ns)
 from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
 from triton_ros.ros.runner import run_node
-from triton_ros.triton_client import (COMPRESSIONS, PROTOCOLS, SHARED_MEMORY_MODES, TritonClient,
-                                     TritonError)
+from triton_ros.triton_client import (COMPRESSIONS, PROTOCOLS, SHARED_MEMORY_MODES,
+                                     UNAVAILABLE_KINDS, TritonClient, TritonError)
 
 try:  # Iron and newer
     from rclpy.event_handler import SubscriptionEventCallbacks
@@ -158,7 +159,15 @@ def parse_cameras(entries: list[str]) -> list[tuple[str, bool]]:
         if transport not in ("", "compressed"):
             raise ParameterError(f"cameras entry {entry!r}: transport must be empty or "
                                  "'compressed'")
-        cameras.append((name.strip("/"), transport == "compressed"))
+        name = name.strip("/")
+        if name or entries:
+            try:  # the camera name becomes a topic prefix: rcl's own rules decide
+                validate_topic_name(f"{name}/image")
+            except InvalidTopicNameException as exc:
+                raise ParameterError(
+                    f"cameras entry {entry!r}: {name!r} cannot start a topic name (use letters, "
+                    f"digits and '_', not starting with a digit): {exc}") from None
+        cameras.append((name, transport == "compressed"))
     names = [name for name, _ in cameras]
     if len(set(names)) != len(names):
         raise ParameterError(f"cameras has duplicate names: {names}")
@@ -192,6 +201,7 @@ class DetectNode(Node):
         self.frames_inferred = 0   # frames those requests carried
         self.latencies_ms = collections.deque(maxlen=2000)
         self.last_error = ""
+        self._last_error_at = 0.0
         self._last_logged: dict[str, float] = {}
 
         headers = None
@@ -202,7 +212,8 @@ class DetectNode(Node):
             p["server_url"], p["model_name"], p["protocol"], p["model_version"],
             p["request_timeout_s"], ssl=p["ssl"], root_certificates=p["root_certificates"],
             private_key=p["private_key"], certificate_chain=p["certificate_chain"],
-            headers=headers, compression=p["compression"], shared_memory=p["shared_memory"])
+            headers=headers, compression=p["compression"], shared_memory=p["shared_memory"],
+            max_reconnect_backoff_s=p["reconnect_max_s"])
         self.connection = ModelConnection(
             self._connect, Backoff(p["reconnect_initial_s"], p["reconnect_max_s"]),
             on_change=self._on_connection_change,
@@ -278,9 +289,7 @@ class DetectNode(Node):
 
     def _connect(self) -> Detector:
         """Check readiness, discover the model, build the Detector (raises when not possible)."""
-        if not self.client.is_model_ready():
-            raise TritonError(f"model {self.client.model_name!r} not ready on "
-                              f"{self.client.protocol}://{self.client.url}")
+        self.client.check_ready()  # raises with the reason (refused, TLS, missing model, ...)
         detector = Detector(self.client, self.detector_config)
         image = detector.preprocess.cfg
         self.get_logger().info(
@@ -309,10 +318,14 @@ class DetectNode(Node):
             time.sleep(0.2)
 
     def _on_connection_change(self, state: str, detail: str) -> None:
+        if hasattr(self, "batcher"):  # frames displaced during an outage are lost to it
+            self.batcher.evict_reason = "stale" if state == "ready" else "server_unavailable"
         if state == "ready":
+            self.last_error = ""
             self.get_logger().info(f"connected to {self.client}")
         else:
-            self._report_error(f"Triton unavailable: {detail}", kind="connection", every_s=10.0)
+            self._report_error(f"Triton {state}: {detail}", kind="connection" + state,
+                               every_s=10.0)
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         """Apply the dynamic parameters (score_threshold, max_detections) between requests."""
@@ -338,7 +351,9 @@ class DetectNode(Node):
         name = self.resolve_topic_name(topic)
 
         def lost(info):
-            self._drop(camera, "dds_lost", info.total_count_change)
+            with self._lock:  # sent to this node but never delivered: received and dropped
+                camera.counters["received"] += info.total_count_change
+                camera.counters["dropped_dds_lost"] += info.total_count_change
             self._report_error(f"DDS lost {info.total_count_change} frame(s) on {name}",
                                kind=f"lost{name}", every_s=5.0)
 
@@ -391,25 +406,30 @@ class DetectNode(Node):
         for pending in batch:
             received_at, msg = pending.item
             camera = self.cameras[pending.camera]
-            try:
+            try:  # a frame that cannot be converted or pre-processed fails alone, whatever why
                 frame = image_msg_to_bgr(msg)
-                prepared.append(detector.preprocess(frame))  # a bad frame fails alone
+                prepared.append(detector.preprocess(frame))
                 frames.append(frame)
                 items.append((camera, received_at, msg))
-            except (ValueError, cv2.error) as exc:
+            except Exception as exc:
                 self._drop(camera, "bad_input")
-                self._report_error(f"bad frame from {msg.header.frame_id!r}: {exc}",
-                                   kind=type(exc).__name__ + str(exc)[:20])
+                self._report_error(f"bad frame from {msg.header.frame_id!r} (camera "
+                                   f"{camera.name or '(default)'}): {type(exc).__name__}: {exc}",
+                                   kind="bad_input" + type(exc).__name__ + str(exc)[:20])
         if not frames:
             return
+        stale_before = self.batcher.drop_snapshot("stale")
         try:
             results = detector.detect_prepared(prepared)
         except (TritonError, ValueError, IndexError, KeyError) as exc:
+            unavailable = isinstance(exc, TritonError) and exc.kind in UNAVAILABLE_KINDS
             for camera, _, _ in items:
-                self._drop(camera, "inference_failed")
+                self._drop(camera, "server_unavailable" if unavailable else "inference_failed")
             self._report_error(f"inference failed for {len(frames)} frame(s): {exc}",
                                kind="inference")
-            if isinstance(exc, TritonError) and not self.client.is_model_ready():
+            if unavailable:
+                # Frames displaced while this request waited were lost to the outage too.
+                self.batcher.reclassify(stale_before, "stale", "server_unavailable")
                 self.connection.failed(exc)
             return
         now = time.monotonic()
@@ -445,7 +465,7 @@ class DetectNode(Node):
         (rclpy's throttling is per call site, which would hide a second, different problem.)
         """
         self.last_error = text
-        now = time.monotonic()
+        now = self._last_error_at = time.monotonic()
         if now - self._last_logged.get(kind, -every_s) >= every_s:
             self._last_logged[kind] = now
             self.get_logger().error(text)
@@ -472,11 +492,12 @@ class DetectNode(Node):
         if lost:
             level, message = DiagnosticStatus.WARN, f"{lost} frame(s) not processed"
         if self.connection.state != "ready":
-            level, message = DiagnosticStatus.ERROR, f"Triton {self.connection.state}"
+            level = DiagnosticStatus.ERROR
+            message = f"Triton {self.connection.state}: {self.connection.last_error}"
         values = {f"frames_{k}": str(v) for k, v in sorted(totals.items())}
         for key in ("received", "published", "dropped_stale", "dropped_unsynced",
-                    "dropped_server_unavailable",
-                    "dropped_bad_input", "dropped_inference_failed", "dropped_dds_lost"):
+                    "dropped_server_unavailable", "dropped_bad_input",
+                    "dropped_inference_failed", "dropped_dds_lost", "dropped_internal_error"):
             values.setdefault(f"frames_{key}", "0")
         for camera in self.cameras.values():
             for key, value in sorted(self.camera_counters(camera).items()):
@@ -491,7 +512,9 @@ class DetectNode(Node):
             "connection_losses": str(self.connection.losses),
             "requests": str(self.requests), "frames_inferred": str(self.frames_inferred),
             "batch_sizes": " ".join(f"{k}:{v}" for k, v in sorted(batch_sizes.items())),
-            "last_error": self.last_error})
+            "last_error": self.last_error,
+            "last_error_age_s": (f"{time.monotonic() - self._last_error_at:.1f}"
+                                 if self.last_error else "")})
         if latencies:
             values["latency_ms_p50"] = f"{np.percentile(latencies, 50):.1f}"
             values["latency_ms_p99"] = f"{np.percentile(latencies, 99):.1f}"
