@@ -22,7 +22,8 @@ def test_a_second_local_instance_on_the_same_sequence_is_refused():
     registry = ClaimRegistry()
     registry.claim(_claim("host:10:aa"))
     registry.claim(_claim("host:10:aa"))  # the same instance again is fine
-    with pytest.raises(CorrelationIdError, match=r"\[instance host:10:aa\].*\[instance host:10:cc\]"):
+    with pytest.raises(CorrelationIdError,
+                       match=r"\[instance host:10:aa\].*\[instance host:10:cc\]"):
         registry.claim(_claim("host:10:cc"))
 
 

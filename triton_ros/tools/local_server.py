@@ -8,7 +8,7 @@ The server runs in a session (process group) of its own, with its python-backend
 it stops, or dies (crash, ``kill -9``), the whole group is killed, before the server is reaped.
 Left alone, stubs outlive a dead server: a stub checks ``kill(server_pid, 0)`` every 300 ms,
 which succeeds while nobody has reaped the dead server, and a stub that was starting when its
-server died can hang for good (seen in 2 of 4 kills during a model load here).
+server died can hang for good (seen in 3 of 8 kills during a model load here).
 
 The python backend creates its ``/dev/shm`` regions (which carry request data, e.g. camera frames)
 with mode 0644 whatever the umask (boost.interprocess fchmods them). They are named after this
