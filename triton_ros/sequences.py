@@ -138,16 +138,33 @@ def normalize_server(url: str) -> str:
 
 @dataclass(frozen=True)
 class Claim:
-    """``owner`` (e.g. a node's full name) uses ``correlation_id`` of ``model`` on ``server``."""
+    """``owner`` (e.g. a node's full name) uses ``correlation_id`` of ``model`` on ``server``.
+
+    ``instance``: a token unique to the claiming node instance (e.g. host, pid and random bits).
+    Owner names need not be unique (two processes may run nodes of the same full name), so two
+    claims with instances are the same stream exactly when their instances are equal; claims
+    without one (older publishers) compare by (owner, stream_key).
+    """
     server: str
     model: str
     correlation_id: int
     owner: str
     stream_key: str
+    instance: str = ""
 
     @property
     def slot(self) -> tuple[str, str, int]:
         return normalize_server(self.server), self.model, int(self.correlation_id)
+
+    def same_stream(self, other: "Claim") -> bool:
+        if self.instance and other.instance:
+            return self.instance == other.instance
+        return (self.owner, self.stream_key) == (other.owner, other.stream_key)
+
+    def describe(self) -> str:
+        """``owner (stream_key)``, plus ``[instance ...]`` when the claim has one."""
+        text = f"{self.owner} ({self.stream_key})"
+        return f"{text} [instance {self.instance}]" if self.instance else text
 
 
 class ClaimRegistry:
@@ -167,8 +184,7 @@ class ClaimRegistry:
         """Register a local stream; raise CorrelationIdError if another local stream has it."""
         with self._lock:
             held = self._local.get(claim.slot)
-            if held is not None and (held.owner, held.stream_key) != (claim.owner,
-                                                                       claim.stream_key):
+            if held is not None and not held.same_stream(claim):
                 raise CorrelationIdError(collision_text(held, claim))
             self._local[claim.slot] = claim
 
@@ -180,18 +196,19 @@ class ClaimRegistry:
     def observe(self, other: Claim) -> Claim | None:
         with self._lock:
             mine = self._local.get(other.slot)
-            if mine is None or (mine.owner, mine.stream_key) == (other.owner, other.stream_key):
+            if mine is None or mine.same_stream(other):
                 return None
-            self.collisions[(other.slot, other.owner, other.stream_key)] = (mine, other)
+            self.collisions[(other.slot, other.owner, other.stream_key, other.instance)] = (
+                mine, other)
             return mine
 
 
 def collision_text(mine: Claim, other: Claim) -> str:
     """The message that reports two streams sharing one sequence."""
     return (f"correlation id collision: {mine.correlation_id} of model {mine.model!r} on "
-            f"{mine.server} is used by {mine.owner} ({mine.stream_key}) and by {other.owner} "
-            f"({other.stream_key}); their sequences would share server state. Give the robots "
-            f"distinct robot_id values (docs/sequences.md)")
+            f"{mine.server} is used by {mine.describe()} and by {other.describe()}; their "
+            f"sequences would share server state. Give the robots distinct robot_id values "
+            f"(docs/sequences.md)")
 
 
 

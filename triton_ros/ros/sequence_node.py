@@ -12,12 +12,18 @@ that owns one :class:`triton_ros.sequences.SequenceStream`:
   the input is silent for ``stream_timeout_s``; deactivate and shutdown END it too;
 - a sequence the server lost (idle timeout, restart) is restarted with START, logged as a warning
   and counted in ``/diagnostics`` (``state_losses``, ``last_loss_reason``);
-- ``/diagnostics`` also carries the stream's claim (server, model, correlation id, stream key);
-  every sequence node compares the claims it hears with its own and reports a collision (two
-  streams sharing one sequence) as an ERROR.
+- ``/diagnostics`` also carries the stream's claim (server, model, correlation id, stream key and
+  a random ``instance`` token made at start); every sequence node compares the claims it hears
+  with its own by instance, so nodes of the same full name still see each other, and reports a
+  collision (two streams sharing one sequence) as an ERROR;
+- a node whose full name appears more than once in the ROS graph reports that as an ERROR too
+  (and logs it once): its parameters, lifecycle services and status name are ambiguous.
 
 Subclasses define the input type and topic, the message -> tensor mapping and the publishing.
 """
+import os
+import secrets
+import socket
 import threading
 import time
 
@@ -106,11 +112,14 @@ class SequenceNode(LifecycleNode):
             keepalive_fraction=p["keepalive_fraction"],
             end_after_silence_s=p["stream_timeout_s"], request_timeout_s=p["request_timeout_s"],
             on_event=self._on_sequence_event)
+        self.instance = new_instance_id()
         self.claim = Claim(p["server_url"], p["model_name"], self.assignment.correlation_id,
-                           self.get_fully_qualified_name(), self.assignment.stream_key)
+                           self.get_fully_qualified_name(), self.assignment.stream_key,
+                           instance=self.instance)
         self.claims = ClaimRegistry()
         self.claims.claim(self.claim)
-        self._collisions: dict[str, tuple[float, str]] = {}   # other owner -> (seen, text)
+        self._collisions: dict[tuple, tuple[float, str]] = {}  # other's identity -> (seen, text)
+        self.duplicate_name = ""   # set while the graph has other nodes of this full name
         self._running = False
         self._active = False
         self.queue = FrameQueue(p["queue_size"])
@@ -289,23 +298,39 @@ class SequenceNode(LifecycleNode):
     # -- diagnostics and claims
 
     def _on_diagnostics(self, array: DiagnosticArray) -> None:
-        me = self.status_name()
+        # Not filtered by status name: another node may have this node's full name. Its own
+        # status is recognised by its instance token (ClaimRegistry.observe).
         for status in array.status:
-            if status.name == me:
-                continue
             values = {kv.key: kv.value for kv in status.values}
             try:
                 other = Claim(values["sequence_server"], values["sequence_model"],
                               int(values["correlation_id"]), values["owner"],
-                              values["stream_key"])
+                              values["stream_key"], instance=values.get("instance", ""))
             except (KeyError, ValueError):
                 continue
             if self.claims.observe(other) is None:
                 continue
             text = collision_text(self.claim, other)
-            if other.owner not in self._collisions:
+            identity = (other.instance,) if other.instance else (other.owner, other.stream_key)
+            if identity not in self._collisions:
                 self.get_logger().error(text)
-            self._collisions[other.owner] = (time.monotonic(), text)
+            self._collisions[identity] = (time.monotonic(), text)
+
+    def _check_node_name(self) -> None:
+        """Report (ERROR, one log line) while other nodes in the graph have this full name."""
+        me = self.get_fully_qualified_name()
+        count = sum(1 for name, namespace in self.get_node_names_and_namespaces()
+                    if f"{namespace.rstrip('/')}/{name}" == me)
+        if count > 1:
+            if not self.duplicate_name:
+                self.duplicate_name = (
+                    f"{count} nodes named {me} in the ROS graph: node names must be unique "
+                    "(their parameters, lifecycle services and /diagnostics names are "
+                    "ambiguous); give each node its own namespace or name")
+                self.get_logger().error(self.duplicate_name)
+        elif self.duplicate_name:
+            self.duplicate_name = ""
+            self.get_logger().info(f"node name {me} is unique in the ROS graph again")
 
     def status_name(self) -> str:
         return f"triton_ros: {self.get_fully_qualified_name()}"
@@ -325,12 +350,15 @@ class SequenceNode(LifecycleNode):
         for owner, (seen, _) in list(self._collisions.items()):
             if now - seen > CLAIM_STALE_S:
                 del self._collisions[owner]
-        if self._collisions:
-            level = DiagnosticStatus.ERROR
-            message = next(iter(self._collisions.values()))[1]
+        errors = [text for _, text in list(self._collisions.values())[:1]]
+        if self.duplicate_name:
+            errors.append(self.duplicate_name)
+        if errors:
+            level, message = DiagnosticStatus.ERROR, "; ".join(errors)
         values = {f"frames_{k}": str(v) for k, v in counters.items()}
         values.update({
-            "owner": self.claim.owner, "sequence_server": self.claim.server,
+            "owner": self.claim.owner, "instance": self.instance,
+            "sequence_server": self.claim.server,
             "sequence_model": self.claim.model, "correlation_id": str(self.claim.correlation_id),
             "stream_key": self.claim.stream_key, "id_method": seq["id_method"],
             "protocol": self.params["protocol"], "lifecycle_active": str(self._active).lower(),
@@ -341,12 +369,14 @@ class SequenceNode(LifecycleNode):
             "max_sequence_idle_s": f"{seq['max_idle_s']:.3f}",
             "last_loss_reason": seq["last_loss_reason"], "last_error": self.last_error,
             "collisions": "; ".join(t for _, t in self._collisions.values()),
+            "duplicate_node_name": self.duplicate_name,
         })
         return DiagnosticStatus(level=level, name=self.status_name(), message=message,
                                 hardware_id=self.params["server_url"],
                                 values=[KeyValue(key=k, value=v) for k, v in values.items()])
 
     def _publish_diagnostics(self) -> None:
+        self._check_node_name()
         array = DiagnosticArray(status=[self.status()])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics.publish(array)
@@ -368,6 +398,11 @@ class SequenceNode(LifecycleNode):
         self.get_logger().info(
             f"final counters: {summary}, sequences_started={seq['sequences_started']}, "
             f"sequences_ended={seq['sequences_ended']}, state_losses={seq['state_losses']}")
+
+
+def new_instance_id() -> str:
+    """``host:pid:random``: unique per node instance, and tells where to find the process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def _autostart(node) -> None:

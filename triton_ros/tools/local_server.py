@@ -4,7 +4,22 @@ The server runs from its own venv (``TRITON_ROS_SERVER_VENV``, default ``<repo>/
 pytriton pins numpy<2 while rclpy's environment has numpy 2, so the two talk over HTTP/gRPC.
 Only the python backend is available in that build; the repository's models use it.
 
-Usage as a tool (runs until Ctrl-C / SIGTERM)::
+The server runs in a session (process group) of its own, with its python-backend stubs. When
+it stops, or dies (crash, ``kill -9``), the whole group is killed, before the server is reaped.
+Left alone, stubs outlive a dead server: a stub checks ``kill(server_pid, 0)`` every 300 ms,
+which succeeds while nobody has reaped the dead server, and a stub that was starting when its
+server died can hang for good (seen in 3 of 8 kills during a model load here).
+
+The python backend creates its ``/dev/shm`` regions (which carry request data, e.g. camera frames)
+with mode 0644 whatever the umask (boost.interprocess fchmods them). They are named after this
+server (``shm_prefix``) and made 0600: once when the server reports ready, before :meth:`start`
+returns, and then by a watch thread every ``watch_period_s``. Residual window: a region created
+later (a model loaded through the repository API, a stub restarted) stays world-readable for up to
+``watch_period_s`` after its creation, and a process that opened it in that window keeps its
+file descriptor. Regions of models loaded at start never are readable to others once requests can
+be sent.
+
+Usage as a tool (runs until Ctrl-C / SIGTERM; exits 1 with a message if the server dies)::
 
     python -m triton_ros.tools.local_server --grpc-port 8001 --http-port 8000
 """
@@ -16,6 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +49,54 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def process_group_members(pgid: int) -> list[int]:
+    """Pids of the live (not zombie) processes in process group ``pgid``, read from /proc.
+
+    Written by hand: psutil is not in the environment, and /proc's ``stat`` is all this needs.
+    """
+    members = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited while we looked
+        if len(fields) > 2 and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+            members.append(int(proc.name))
+    return members
+
+
+def kill_process_group(pgid: int, wait_s: float = 5.0) -> list[int]:
+    """SIGKILL every process of group ``pgid``; wait up to ``wait_s`` until none is alive.
+
+    Returns the pids that were alive before the kill. A group with no live member is left alone
+    (its id may be reused).
+    """
+    alive = process_group_members(pgid)
+    if not alive:
+        return []
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return []
+    deadline = time.monotonic() + wait_s
+    while process_group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive
+
+
+def _exited(process: subprocess.Popen) -> bool:
+    """True once ``process`` has exited; does not reap it (its pid stays taken)."""
+    if process.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, process.pid,
+                         os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped elsewhere
+        return process.poll() is not None
+
+
 def default_server_venv() -> Path:
     return Path(os.environ.get(SERVER_VENV_ENV, share_dir() / ".venv-server"))
 
@@ -43,7 +107,14 @@ class LocalTritonServer:
     Ports of 0 are replaced by free ones. ``models``: load only these (explicit model control);
     default: every model in the repository. ``grpc_url``/``http_url`` are ``host:port`` strings as
     tritonclient expects them.
+
+    The server is its own process group (``pgid``); :meth:`stop` and :meth:`cleanup` kill what is
+    left of that group, and a watch thread kills it as soon as the server dies, so no
+    python-backend stub outlives its server (``died`` then holds the server's exit code). The
+    same thread keeps the server's ``/dev/shm`` regions at mode 0600 (see the module docstring).
     """
+
+    watch_period_s = 0.5
 
     def __init__(self, model_repository: Path | None = None, server_venv: Path | None = None,
                  http_port: int = 0, grpc_port: int = 0, metrics_port: int = 0,
@@ -59,8 +130,14 @@ class LocalTritonServer:
         self.models = list(models or [])
         self.shm_prefix = f"triton_ros_pybackend_{os.getpid()}_{id(self) & 0xffffff:x}_"
         self.process: subprocess.Popen | None = None
+        self.pgid: int | None = None
+        self.died: int | None = None         # exit code of a server that died on its own
+        self.orphans_killed: list[int] = []  # pids SIGKILLed by the group kill (stubs left behind,
+                                             # or a server that ignored SIGTERM)
         self._workdir: Path | None = None
         self._log_file = None
+        self._watch: threading.Thread | None = None
+        self._watch_stop = threading.Event()
 
     @property
     def http_url(self) -> str:
@@ -124,14 +201,52 @@ class LocalTritonServer:
             Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
             self._log_file = open(self.log_path, "ab")
             out = self._log_file
+        # umask 077: files the server itself creates are private (the python backend's shm
+        # regions are not: boost.interprocess fchmods them to 0644, see secure_shm()).
         self.process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                                        start_new_session=True, umask=0o077)
+        self.pgid, self.died = self.process.pid, None
         try:
             self.wait_ready(timeout_s)
+            self.secure_shm()
         except BaseException:  # not ready (or Ctrl-C): leave no server, log file or scratch dir
             self.cleanup()
             raise
+        self._watch_stop.clear()
+        self._watch = threading.Thread(target=self._watch_server, args=(self.process, self.pgid),
+                                       name="triton_server_watch", daemon=True)
+        self._watch.start()
         return self
+
+    def shm_regions(self) -> list[Path]:
+        """This server's python-backend regions in /dev/shm."""
+        return sorted(Path("/dev/shm").glob(f"{self.shm_prefix}*"))
+
+    def secure_shm(self) -> int:
+        """chmod this server's /dev/shm regions to 0600; returns how many needed it."""
+        changed = 0
+        for region in self.shm_regions():
+            try:
+                if region.stat().st_mode & 0o777 != 0o600:
+                    region.chmod(0o600)
+                    changed += 1
+            except FileNotFoundError:
+                continue  # removed while we looked
+        return changed
+
+    def _watch_server(self, process: subprocess.Popen, pgid: int) -> None:
+        """Keep the shm regions private; when the server dies, kill the rest of its group."""
+        while not self._watch_stop.wait(self.watch_period_s):
+            self.secure_shm()
+            if _exited(process):
+                if not self._watch_stop.is_set():
+                    self._reap_group(pgid)
+                    self.died = process.wait()
+                return
+
+    def _reap_group(self, pgid: int | None) -> None:
+        if pgid is not None:
+            self.orphans_killed += kill_process_group(pgid)
 
     def is_ready(self) -> bool:
         try:
@@ -144,7 +259,9 @@ class LocalTritonServer:
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
+            if self.process is not None and _exited(self.process):
+                self._reap_group(self.pgid)
+                self.died = self.process.wait()
                 raise RuntimeError(f"tritonserver exited with code {self.process.returncode}"
                                    + (f"; see {self.log_path}" if self.log_path else ""))
             if self.is_ready():
@@ -153,13 +270,27 @@ class LocalTritonServer:
         raise TimeoutError(f"tritonserver not ready after {timeout_s:.0f} s")
 
     def stop(self, timeout_s: float = 20.0) -> None:
-        if self.process is not None and self.process.poll() is None:
+        """SIGTERM the server (SIGKILL after ``timeout_s``), then kill what is left of its group.
+
+        Also right for a server that already died: its stubs are killed.
+        """
+        self._watch_stop.set()
+        if self._watch is not None and self._watch is not threading.current_thread():
+            self._watch.join(timeout=5.0)
+        self._watch = None
+        if self.process is not None and _exited(self.process):
+            self._reap_group(self.pgid)
+            self.died = self.process.wait()
+        elif self.process is not None:
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            deadline = time.monotonic() + timeout_s
+            while not _exited(self.process) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        # The group is killed before the server is reaped: while its leader is a zombie, the
+        # group id cannot be reused by another process.
+        self._reap_group(self.pgid)
+        if self.process is not None:
+            self.process.wait()
         self.process = None
         if self._log_file is not None:
             self._log_file.close()
@@ -198,12 +329,22 @@ def main(argv=None) -> int:
     try:
         server.start()
         print(f"tritonserver ready: grpc {server.grpc_url}, http {server.http_url}", flush=True)
-        while not stop and server.process.poll() is None:
+        while not stop and not _exited(server.process):
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
+    except (RuntimeError, TimeoutError) as exc:  # did not start; start() cleaned up
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
     finally:
-        server.cleanup()
+        server.cleanup()  # the group first, then the server: no stub outlives it
+    code = server.died
+    if code is not None:
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        print(f"error: tritonserver (pid {server.pgid}) {how}; killed its process group "
+              f"({len(server.orphans_killed)} leftover process(es)); exiting", file=sys.stderr,
+              flush=True)
+        return 1
     return 0
 
 
