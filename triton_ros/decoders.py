@@ -99,9 +99,9 @@ class YoloOutputs:
 
     ``box_format``: ``cxcywh`` (what Ultralytics exports) or ``xyxy``. ``normalized``: boxes in
     [0, 1] of the model input instead of model-input pixels (the Ultralytics default). Boxes are
-    decoded in model-input pixels; mapping them through a letterbox / resize back to the source
-    image is the pre-processing's inverse (:meth:`triton_ros.preprocess.ImageTransform.
-    boxes_to_source`, applied by :class:`triton_ros.detector.Detector`).
+    decoded in model-input pixels; the pre-processing's inverse maps them back through the
+    letterbox / resize to source pixels (``ImageTransform.boxes_to_source`` in
+    :mod:`triton_ros.preprocess`, applied by :class:`triton_ros.detector.Detector`).
 
     NMS is greedy, by :func:`cv2.dnn.NMSBoxesBatched` (per class; ``class_agnostic_nms=False``)
     or :func:`cv2.dnn.NMSBoxes` (all classes together); a box is suppressed when its IoU with a
