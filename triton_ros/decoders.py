@@ -74,13 +74,21 @@ YOLO_BOX_FORMATS = ("cxcywh", "xyxy")
 
 @dataclass(frozen=True)
 class YoloOutputs:
-    """Raw (no NMS in the graph) YOLO detection head, one output tensor.
+    """Raw (no NMS in the graph) YOLO detection head(s): one output tensor, or several whose
+    anchors are concatenated in the order given.
 
-    ``version``: ``v5`` = anchor-based heads with objectness (YOLOv5, YOLOv7 exports):
-    ``[B, anchors, 5 + C]`` = cx, cy, w, h, objectness, C class probabilities, and
-    score = objectness x best class probability. ``v8`` = anchor-free heads without objectness
-    (Ultralytics YOLOv8 / YOLOv9 / YOLO11 exports): ``[B, 4 + C, anchors]`` = cx, cy, w, h,
-    C class probabilities, and score = best class probability.
+    ``output``: the output name; several names as a tuple or comma-separated (``"a,b"``), for
+    exports with one output per detection scale (e.g. YOLOv3/v4 Darknet graphs). Every output is
+    ``[B, anchors_i, head + C]`` or ``[B, head + C, anchors_i]`` (each by the layout rule below,
+    same B and C for all) and decodes as one ``[B, sum(anchors_i), head + C]`` tensor.
+
+    ``version``: ``v5`` = anchor-based heads with objectness (YOLOv5, YOLOv7 exports, Darknet
+    YOLOv3/v4 heads): ``[B, anchors, 5 + C]`` = cx, cy, w, h, objectness, C class probabilities
+    *conditional on an object*, and score = objectness x best class probability. ``v8`` =
+    anchor-free heads without objectness (Ultralytics YOLOv8 / YOLOv9 / YOLO11 exports):
+    ``[B, 4 + C, anchors]`` = cx, cy, w, h, C class probabilities, and score = best class
+    probability. (OpenCV's Darknet ``[yolo]`` layer output is v5-like but its class columns
+    already include the objectness; the ``yolov4_tiny_coco`` model divides it back out.)
 
     Layout rule (both versions): of the two non-batch dims, the *smaller* one is the
     ``4 + C`` / ``5 + C`` channel axis, the larger the anchor axis, so ``[B, 84, 8400]`` and
@@ -90,7 +98,10 @@ class YoloOutputs:
     a 64x64 input).
 
     ``box_format``: ``cxcywh`` (what Ultralytics exports) or ``xyxy``. ``normalized``: boxes in
-    [0, 1] of the model input instead of model-input pixels (the Ultralytics default).
+    [0, 1] of the model input instead of model-input pixels (the Ultralytics default). Boxes are
+    decoded in model-input pixels; the pre-processing's inverse maps them back through the
+    letterbox / resize to source pixels (``ImageTransform.boxes_to_source`` in
+    :mod:`triton_ros.preprocess`, applied by :class:`triton_ros.detector.Detector`).
 
     NMS is greedy, by :func:`cv2.dnn.NMSBoxesBatched` (per class; ``class_agnostic_nms=False``)
     or :func:`cv2.dnn.NMSBoxes` (all classes together); a box is suppressed when its IoU with a
@@ -98,7 +109,7 @@ class YoloOutputs:
     ``pre_nms_score_threshold`` are dropped before NMS, and of the rest only the best
     ``max_candidates`` go into it (both for speed; a floor under the decoder's score threshold).
     """
-    output: str = "output0"
+    output: str | tuple[str, ...] = "output0"
     version: str = "v8"
     box_format: str = "cxcywh"
     normalized: bool = False
@@ -109,6 +120,11 @@ class YoloOutputs:
 
     def __post_init__(self):
         problems = []
+        names = self.names()
+        if not names:
+            problems.append(f"output {self.output!r} names no output")
+        if len(set(names)) != len(names):
+            problems.append(f"output {self.output!r} names an output twice")
         if self.version not in YOLO_VERSIONS:
             problems.append(f"version {self.version!r} not in {list(YOLO_VERSIONS)}")
         if self.box_format not in YOLO_BOX_FORMATS:
@@ -124,17 +140,30 @@ class YoloOutputs:
             raise ValueError("invalid YOLO decoder settings: " + "; ".join(problems))
 
     def names(self) -> list[str]:
-        return [self.output]
+        """The output names, in concatenation order."""
+        names = self.output.split(",") if isinstance(self.output, str) else self.output
+        return [name.strip() for name in names if name.strip()]
+
+
+def _anchors_last_view(raw: np.ndarray, name: str, version: str) -> np.ndarray:
+    """One output -> a ``[B, anchors, head + C]`` view, by the layout rule of YoloOutputs."""
+    if raw.ndim != 3:
+        raise ValueError(f"YOLO output {name!r} has shape {list(raw.shape)}; expected "
+                         "[B, anchors, 5 + C] (v5) or [B, 4 + C, anchors] (v8)")
+    rows, cols = raw.shape[1:]
+    channels_last = cols < rows or (cols == rows and version == "v5")
+    return raw if channels_last else raw.transpose(0, 2, 1)
 
 
 def decode_yolo(outputs: dict[str, np.ndarray], input_width: int, input_height: int,
                 spec: YoloOutputs, labels: LabelMap, score_threshold: float,
                 max_detections: int, *, class_filter: frozenset[str] = frozenset()
                 ) -> list[Detections]:
-    """Raw YOLO head ``outputs[spec.output]`` (see :class:`YoloOutputs` for layouts) -> one
-    :class:`Detections` per batch item: xyxy model-input pixels, 0-based class ids (the argmax
-    over the class axis), score >= ``max(score_threshold, spec.pre_nms_score_threshold)`` (and
-    > 0), after NMS, best first (ties in anchor order), at most ``max_detections``.
+    """Raw YOLO head(s) ``outputs[name] for name in spec.names()`` (see :class:`YoloOutputs`
+    for layouts) -> one :class:`Detections` per batch item: xyxy model-input pixels, 0-based
+    class ids (the argmax over the class axis), score >= ``max(score_threshold,
+    spec.pre_nms_score_threshold)`` (and > 0), after NMS, best first (ties in anchor order,
+    outputs in the order named), at most ``max_detections``.
 
     ``class_filter`` (label names, as :func:`filter_detections` takes them) drops candidates whose
     best class is not in it *before* NMS and max-detections (as Ultralytics' ``classes=`` does),
@@ -142,21 +171,30 @@ def decode_yolo(outputs: dict[str, np.ndarray], input_width: int, input_height: 
     classes take none of the ``max_detections`` slots. Running :func:`filter_detections` on the
     result afterwards is harmless (same order, nothing more removed for the same arguments).
     """
-    raw = np.asarray(outputs[spec.output])
-    if raw.ndim != 3:
-        raise ValueError(f"YOLO output {spec.output!r} has shape {list(raw.shape)}; expected "
-                         "[B, anchors, 5 + C] (v5) or [B, 4 + C, anchors] (v8)")
-    if min(raw.shape[1:]) == 0:
-        return [Detections.empty() for _ in range(len(raw))]
+    names = spec.names()
+    raws = [np.asarray(outputs[name]) for name in names]
+    for name, raw in zip(names, raws):
+        _anchors_last_view(raw, name, spec.version)  # shape check before anything else
+    if len({len(raw) for raw in raws}) > 1:
+        raise ValueError(f"YOLO outputs {names} have batch sizes {[len(r) for r in raws]}; "
+                         "expected the same B for all")
+    # Outputs with no anchors (or no channels) add nothing; all empty -> nothing detected.
+    views = [(name, _anchors_last_view(raw, name, spec.version)) for name, raw in zip(names, raws)
+             if min(raw.shape[1:]) > 0]
+    if not views:
+        return [Detections.empty() for _ in range(len(raws[0]))]
     head = 5 if spec.version == "v5" else 4
-    rows, cols = raw.shape[1:]
-    channels_last = cols < rows or (cols == rows and spec.version == "v5")
-    preds = raw if channels_last else raw.transpose(0, 2, 1)  # a view: [B, anchors, head + C]
+    for name, view in views:
+        if view.shape[2] - head < 1:
+            raise ValueError(f"YOLO output {name!r} has shape {list(outputs[name].shape)}: "
+                             f"{view.shape[2]} channels on the smaller axis, expected {head} + "
+                             f"classes ({spec.version}) with at least one class")
+    if len({view.shape[2] for _, view in views}) > 1:
+        raise ValueError(f"YOLO outputs {names} have {[v.shape[2] for _, v in views]} channels; "
+                         "expected the same number for all")
+    # One output: a view, no copy. Several: concatenated along the anchor axis.
+    preds = views[0][1] if len(views) == 1 else np.concatenate([v for _, v in views], axis=1)
     num_classes = preds.shape[2] - head
-    if num_classes < 1:
-        raise ValueError(f"YOLO output {spec.output!r} has shape {list(raw.shape)}: "
-                         f"{preds.shape[2]} channels on the smaller axis, expected {head} + "
-                         f"classes ({spec.version}) with at least one class")
     allowed = None
     if class_filter:
         # Same test as filter_detections (label *names*), so both filters agree.

@@ -347,3 +347,107 @@ def test_spec_defaults_and_names():
     assert (spec.class_agnostic_nms, spec.iou_threshold, spec.pre_nms_score_threshold,
             spec.max_candidates) == (False, 0.45, 0.25, 30000)
     assert YoloOutputs(output="out").names() == ["out"]
+    assert YoloOutputs(output="a, b").names() == ["a", "b"]
+    assert YoloOutputs(output=("a", "b")).names() == ["a", "b"]
+
+
+# -- several output heads (e.g. YOLOv4-tiny: 13x13x3 = 507 and 26x26x3 = 2028 anchors) --
+
+def _two_heads(planted_coarse, planted_fine, seed=0):
+    """v5 heads ``[1, 507, 85]`` and ``[1, 2028, 85]``, planted as in :func:`_v5`."""
+    return _v5([planted_coarse], anchors=507, seed=seed), _v5([planted_fine], anchors=2028,
+                                                              seed=seed + 1)
+
+
+def test_several_heads_decode_as_their_concatenation():
+    f = np.float32
+    coarse, fine = _two_heads(
+        [(10, (150, 150, 100, 100), 0, 0.9, 0.5)],            # 0.45, suppressed by the fine one
+        [(2000, (152, 150, 100, 100), 0, 1.0, 0.75),          # 0.75
+         (3, (300, 300, 20, 20), 2, 0.8, 0.5)])               # 0.40
+    for output in ("p13,p26", " p13 , p26 ", ("p13", "p26")):
+        spec = YoloOutputs(output=output, version="v5")
+        assert spec.names() == ["p13", "p26"]
+        (dets,) = decode_yolo({"p13": coarse, "p26": fine, "unused": np.zeros(1)}, 640, 640,
+                              spec, LABELS, 0.25, 100)
+        _assert(dets, [[102, 100, 202, 200], [290, 290, 310, 310]],
+                [f(1.0) * f(0.75), f(0.8) * f(0.5)], [0, 2])
+    # Exactly what the one concatenated tensor gives, whatever each head's layout.
+    joined = np.concatenate([coarse, fine], axis=1)
+    (want,) = _decode(joined, YoloOutputs(version="v5"))
+    spec = YoloOutputs(output="a,b", version="v5")
+    for a, b in [(coarse, fine), (coarse, np.ascontiguousarray(fine.transpose(0, 2, 1)))]:
+        (got,) = decode_yolo({"a": a, "b": b}, 640, 640, spec, LABELS, 0.25, 100)
+        _assert(got, want.boxes, want.scores, want.class_ids)
+
+
+def test_several_heads_ties_keep_the_named_order():
+    coarse, fine = _two_heads([(5, (50, 50, 20, 20), 1, 1.0, 0.5)],
+                              [(0, (150, 50, 20, 20), 2, 1.0, 0.5)])
+    for names, first in (("c,f", 1), ("f,c", 2)):
+        (dets,) = decode_yolo({"c": coarse, "f": fine}, 640, 640,
+                              YoloOutputs(output=names, version="v5"), LABELS, 0.25, 100)
+        assert dets.class_ids[0] == first and len(dets) == 2
+
+
+def test_several_heads_with_an_empty_one_and_a_batch():
+    items = [[(0, (0.5, 0.5, 0.5, 0.5), 1, 0.8, 0.75)], [(9, (0.25, 0.25, 0.5, 0.5), 0, 1, 0.5)]]
+    head = _v5(items, anchors=100)  # > 85: the layout rule needs anchors > channels
+    head[..., :4] = np.clip(head[..., :4] / 640, 0, 1)
+    head[0, 0, :4], head[1, 9, :4] = items[0][0][1], items[1][0][1]
+    spec = YoloOutputs(output="a,b", version="v5", normalized=True)
+    first, second = decode_yolo({"a": np.zeros((2, 0, 85), np.float32), "b": head}, 320, 160,
+                                spec, LABELS, 0.5, 100)
+    _assert(first, [[80, 40, 240, 120]], [np.float32(0.8) * np.float32(0.75)], [1])
+    _assert(second, [[0, 0, 160, 80]], [np.float32(0.5)], [0])
+    both_empty = {"a": np.zeros((2, 0, 85), np.float32), "b": np.zeros((2, 0, 85), np.float32)}
+    assert [len(d) for d in decode_yolo(both_empty, 320, 160, spec, LABELS, 0.5, 100)] == [0, 0]
+
+
+@pytest.mark.parametrize("b_shape,match", [((2, 2028, 85), "batch sizes"),
+                                           ((1, 2028, 84), "channels"),
+                                           ((1, 2028), "expected")])
+def test_several_heads_that_do_not_fit_together_raise(b_shape, match):
+    outputs = {"a": np.zeros((1, 507, 85), np.float32), "b": np.zeros(b_shape, np.float32)}
+    with pytest.raises(ValueError, match=match):
+        decode_yolo(outputs, 416, 416, YoloOutputs(output="a,b", version="v5"), LABELS, 0.5, 10)
+    with pytest.raises(KeyError):
+        decode_yolo(outputs, 416, 416, YoloOutputs(output="a,c", version="v5"), LABELS, 0.5, 10)
+
+
+@pytest.mark.parametrize("output,match", [("", "names no output"), (" , ", "names no output"),
+                                          ("a,b,a", "names an output twice"),
+                                          ((), "names no output")])
+def test_output_names_validation(output, match):
+    with pytest.raises(ValueError, match=match):
+        YoloOutputs(output=output)
+
+
+def test_letterboxed_boxes_map_back_to_source_pixels():
+    """A 1280x480 frame letterboxed into 416x416: scale 0.325, 130 px bars above and below.
+    Boxes decoded in model-input pixels land in source pixels through the transform's inverse."""
+    from triton_ros.preprocess import PreprocessConfig, Preprocessor
+
+    pre = Preprocessor(PreprocessConfig(416, 416, layout="NCHW", dtype="float32",
+                                        resize="letterbox", scaling="UNIT"))
+    tensor, transform = pre(np.full((480, 1280, 3), 200, np.uint8))
+    assert tensor.shape == (3, 416, 416)
+    assert (transform.scale_x, transform.scale_y, transform.offset_x, transform.offset_y) == \
+        (0.325, 0.325, 0.0, 130.0)
+    np.testing.assert_array_equal(tensor[:, :130], np.float32(114 / 255))  # top bar
+    np.testing.assert_array_equal(tensor[:, 130:286], np.float32(200 / 255))  # the frame
+    np.testing.assert_array_equal(tensor[:, 286:], np.float32(114 / 255))  # bottom bar
+    # Source boxes (x1, y1, x2, y2): a person at [640, 80, 800, 400] and a car at [0, 240,
+    # 320, 480] -> model input: x * 0.325, y * 0.325 + 130 (cx, cy, w, h below).
+    planted = [(100, (234, 208, 52, 104), 0, 0.9, 1.0), (2500, (52, 247, 104, 78), 2, 0.8, 1.0)]
+    coarse, fine = _two_heads([], [])
+    joined = np.concatenate([coarse, fine], axis=1)
+    joined[..., :4] = 1.0  # tiny background boxes
+    for anchor, box, cls, objectness, prob in planted:
+        joined[0, anchor, :4], joined[0, anchor, 4] = box, objectness
+        joined[0, anchor, 5:] = 0.0
+        joined[0, anchor, 5 + cls] = prob
+    (dets,) = _decode(joined, YoloOutputs(version="v5"), width=416, height=416)
+    np.testing.assert_allclose(transform.boxes_to_source(dets.boxes),
+                               [[640, 80, 800, 400], [0, 240, 320, 480]], atol=1e-9)
+    assert dets.labels == ["person", "car"]
