@@ -38,6 +38,7 @@ setup(
         "console_scripts": [
             "detect_node = triton_ros.ros.detect_node:main",
             "track_node = triton_ros.ros.track_node:main",
+            "tensor_node = triton_ros.ros.tensor_node:main",
             "sensor_sequence_node = triton_ros.ros.sensor_sequence_node:main",
             "local_triton_server = triton_ros.tools.local_server:main",
             "make_sample_bag = triton_ros.tools.make_sample_bag:main",

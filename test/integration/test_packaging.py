@@ -38,7 +38,9 @@ def test_colcon_build_installs_nodes_launch_and_config(tmp_path):
     for path in (prefix / "lib" / "triton_ros" / "detect_node",
                  prefix / "lib" / "triton_ros" / "track_node",
                  prefix / "lib" / "triton_ros" / "sensor_sequence_node",
+                 prefix / "lib" / "triton_ros" / "tensor_node",
                  share / "launch" / "fleet.launch.py",
+                 share / "launch" / "isaac_ros_remote.launch.py",
                  share / "config" / "model_repository" / "ssd_mobilenet_v2_coco_yolo_head" / "1"
                  / "model.py",  # a symlink in the repository: installed as a real file
                  share / "config" / "model_repository" / "simple_tracker" / "config.pbtxt",
