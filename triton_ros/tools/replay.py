@@ -206,6 +206,7 @@ class ReplayNode:
     def close(self) -> None:
         import rclpy
         self.executor.shutdown()
+        self.thread.join(timeout=5)  # a still-running spin thread aborts the interpreter at exit
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
 
