@@ -212,20 +212,24 @@ class ReplayNode:
 
 
 class Progress:
-    """One line on stderr, rewritten at most twice a second."""
+    """One progress line on stderr: rewritten in place on a terminal (twice a second at most),
+    else a new line every 10 s."""
 
     def __init__(self, total: int, quiet: bool):
         self.total, self.quiet, self._last = total, quiet, 0.0
+        self.tty = sys.stderr.isatty()
 
     def update(self, done: int, timeouts: int, force: bool = False) -> None:
         now = time.monotonic()
-        if self.quiet or (not force and now - self._last < 0.5):
+        if self.quiet or (not force and now - self._last < (0.5 if self.tty else 10.0)):
             return
         self._last = now
         total = f"/{self.total}" if self.total else ""
-        end = "\n" if force else ""
-        print(f"\rreplay: {done}{total} frames, {timeouts} timeout(s)", end=end,
-              file=sys.stderr, flush=True)
+        text = f"replay: {done}{total} frames, {timeouts} timeout(s)"
+        if self.tty:
+            print("\r" + text, end="\n" if force else "", file=sys.stderr, flush=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
 
 
 def start_nodes(args, out: Path, image_topic: str, server_url: str):
@@ -267,6 +271,8 @@ def run(args) -> int:
     processes = []
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append("SIGTERM"))
+    # Ctrl-C raises KeyboardInterrupt even where SIGINT was inherited as ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with Reader(args.bag) as reader:
             types = {c.topic: c.msgtype for c in reader.connections}
