@@ -22,8 +22,21 @@ COCO = REPO / "test" / "data" / "sample_bag_persons_coco.json"
 def replay(tmp_path_factory, name, bag, server, **kwargs):
     result = run_replay(bag, tmp_path_factory.mktemp(name), server_url=server.grpc_url,
                         frames=FRAMES, **kwargs)
-    assert result.returncode == 0, result.log[-3000:]
+    assert result.returncode == 0, failure_report(result)
     return result
+
+
+def failure_report(result) -> str:
+    """The replay's output, unanswered frames per topic and the node logs' tails."""
+    text = [result.log[-3000:]]
+    if result.detections_path.is_file():
+        doc = result.detections
+        for topic, frames in doc.get("topics", {doc["topic"]: doc["frames"]}).items():
+            text.append(f"{topic} unanswered frame indices: "
+                        f"{[i for i, f in enumerate(frames) if not f['processed']]}")
+    for log in sorted(result.out.glob("*.log")):
+        text.append(f"--- {log.name}:\n{log.read_text(errors='replace')[-2500:]}")
+    return "\n".join(text)
 
 
 @pytest.fixture(scope="module")

@@ -320,6 +320,9 @@ def run(args) -> int:
                     if dead() or time.monotonic() > deadline:
                         raise RuntimeError(dead() or "track node did not subscribe")
                     time.sleep(0.05)
+                # Whether detect_node's writer has matched that reader is only visible inside
+                # detect_node; discovery on loopback takes milliseconds, this is the margin.
+                time.sleep(1.0)
             result = play(args, reader, topics, remap, types, node, total, stopping)
         inputs, sent_at, timeouts = result
         if not args.lock_step:  # paced: give the last frames their chance to be answered
