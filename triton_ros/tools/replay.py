@@ -315,6 +315,9 @@ def run(args) -> int:
             # before the first frame too (we subscribe there as well, hence >= 2).
             node.wait_matched(image_pub, 1, True, dead, args.node_timeout)
             if args.start == "detect+track":
+                # track_node subscribes at construction but drops input until its lifecycle
+                # is active (after the model is discovered): wait for that, as it logs it.
+                processes[1].wait_for_output("active: subscribed", args.node_timeout)
                 deadline = time.monotonic() + args.node_timeout
                 while node.node.count_subscribers(DETECTIONS) < 2:
                     if dead() or time.monotonic() > deadline:
@@ -331,7 +334,7 @@ def run(args) -> int:
     except KeyboardInterrupt:
         print("\nreplay: interrupted; stopping everything", file=sys.stderr)
         return 130
-    except (RuntimeError, ValueError, FileNotFoundError, TimeoutError) as exc:
+    except (RuntimeError, ValueError, FileNotFoundError, TimeoutError) as exc:  # NodeStartError too
         print(f"\nreplay: {exc}", file=sys.stderr)
         return 1
     finally:
