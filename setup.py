@@ -42,6 +42,11 @@ setup(
             "sensor_sequence_node = triton_ros.ros.sensor_sequence_node:main",
             "local_triton_server = triton_ros.tools.local_server:main",
             "make_sample_bag = triton_ros.tools.make_sample_bag:main",
+            "replay = triton_ros.tools.replay:main",
+            "compare = triton_ros.tools.compare:main",
         ],
+        # No pytest11 entry for triton_ros.testing: an auto-loaded plugin would import the
+        # installed triton_ros before a checkout's conftest puts the source tree first. Packages
+        # opt in with pytest_plugins = ["triton_ros.testing"] (docs/replay.md).
     },
 )

@@ -97,4 +97,12 @@ if ! stamp_ok sample_bag "$(sha256sum triton_ros/tools/make_sample_bag.py | cut 
   .venv/bin/python -m triton_ros.tools.make_sample_bag --video "$video" --out "$bag" --frames 300 >&2
   stamp_set sample_bag "$(sha256sum triton_ros/tools/make_sample_bag.py | cut -c1-16)"
 fi
+# The same frames as a sqlite3 bag (replay tests play both storage formats).
+bag_sqlite="$cache/data/sample_bag_sqlite3"
+if ! stamp_ok sample_bag_sqlite3 "$(sha256sum triton_ros/tools/make_sample_bag.py | cut -c1-16)" || [ ! -d "$bag_sqlite" ]; then
+  log "writing the sample bag (sqlite3)"
+  .venv/bin/python -m triton_ros.tools.make_sample_bag --video "$video" --out "$bag_sqlite" \
+    --frames 300 --storage sqlite3 >&2
+  stamp_set sample_bag_sqlite3 "$(sha256sum triton_ros/tools/make_sample_bag.py | cut -c1-16)"
+fi
 log "ready"

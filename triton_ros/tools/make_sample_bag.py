@@ -1,4 +1,4 @@
-"""Write the sample rosbag2 (MCAP) from a real video: Image, CompressedImage and CameraInfo.
+"""Write the sample rosbag2 (MCAP or sqlite3) from a real video: Image, CompressedImage and CameraInfo.
 
 Default input is Debian opencv-doc's ``vtest.avi`` (768x576, 10 fps, pedestrians and cars).
 Topics: ``/camera/image_raw`` (bgr8), ``/camera/image_raw/compressed`` (jpeg),
@@ -22,8 +22,15 @@ COMPRESSED_TOPIC = "/camera/image_raw/compressed"
 INFO_TOPIC = "/camera/camera_info"
 
 
-def write_bag(video: Path, out: Path, max_frames: int, start_ns: int) -> int:
-    """Write ``out`` (a bag directory); returns the number of frames written."""
+STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+
+
+def write_bag(video: Path, out: Path, max_frames: int, start_ns: int,
+              storage: str = "mcap") -> int:
+    """Write ``out`` (a bag directory, ``storage`` mcap or sqlite3); returns the frame count.
+
+    Both storages get the same messages (same bytes, same timestamps).
+    """
     typestore = get_typestore(Stores.ROS2_KILTED)
     Image = typestore.types["sensor_msgs/msg/Image"]
     CompressedImage = typestore.types["sensor_msgs/msg/CompressedImage"]
@@ -40,7 +47,7 @@ def write_bag(video: Path, out: Path, max_frames: int, start_ns: int) -> int:
     if out.exists():
         shutil.rmtree(out)
     count = 0
-    with Writer(out, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+    with Writer(out, version=9, storage_plugin=STORAGES[storage]) as writer:
         image_conn = writer.add_connection(IMAGE_TOPIC, Image.__msgtype__, typestore=typestore)
         jpeg_conn = writer.add_connection(COMPRESSED_TOPIC, CompressedImage.__msgtype__,
                                           typestore=typestore)
@@ -78,9 +85,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="bag directory to (re)create")
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--start-ns", type=int, default=1_700_000_000_000_000_000)
+    parser.add_argument("--storage", choices=sorted(STORAGES), default="mcap")
     args = parser.parse_args(argv)
-    n = write_bag(args.video, args.out, args.frames, args.start_ns)
-    print(f"wrote {n} frames to {args.out}")
+    n = write_bag(args.video, args.out, args.frames, args.start_ns, args.storage)
+    print(f"wrote {n} frames to {args.out} ({args.storage})")
     return 0 if n else 1
 
 
