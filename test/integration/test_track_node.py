@@ -22,7 +22,7 @@ from triton_ros.ros.messages import stamp_to_ns
 from triton_ros.ros.track_node import detections_to_tensors
 from triton_ros.tools.local_server import LocalTritonServer, free_port
 
-from helpers import IMAGE_TOPIC, bag_messages, wait_until
+from helpers import IMAGE_TOPIC, bag_messages, unmatched, wait_matched, wait_until
 from sequence_data import (Frame, continuation_rejected, kill_server_hard, model_repository,
                            reference_track_ids, robot_streams)
 
@@ -62,12 +62,12 @@ class Robot:
     """One robot namespace: publishes detections, collects tracked_detections by stamp."""
 
     def __init__(self, probe, namespace):
-        self.namespace = namespace
+        self.namespace, self.probe = namespace, probe
         self.tracked, self.order, self.lock = {}, [], threading.Lock()
         self.publisher = probe.create_publisher(Detection2DArray, f"{namespace}/detections",
                                                 RELIABLE)
-        probe.create_subscription(Detection2DArray, f"{namespace}/tracked_detections",
-                                  self._on, RELIABLE)
+        self.subscription = probe.create_subscription(
+            Detection2DArray, f"{namespace}/tracked_detections", self._on, RELIABLE)
 
     def _on(self, msg):
         with self.lock:
@@ -110,8 +110,11 @@ def start_tracker(start_node, url, namespace, robot_id, **extra):
 
 
 def wait_active(node, robot, timeout_s=90.0):
+    """The node is active and DDS has matched its input and output with the robot's probe."""
     node.wait_for_output("active:", timeout_s=timeout_s)
-    assert wait_until(lambda: robot.publisher.get_subscription_count() > 0, 30), node.output()
+    endpoints = {"publishers": [robot.publisher], "subscriptions": [robot.subscription]}
+    assert wait_matched(robot.probe, **endpoints, timeout_s=30), (
+        unmatched(robot.probe, **endpoints), node.output()[-2000:])
 
 
 def publish_interleaved(robots, streams, steps, pause_s=0.03):
@@ -141,26 +144,34 @@ def test_detect_node_to_track_node_publishes_persistent_track_ids(
                                  "image_qos_depth": 64}, namespace="/robot1")
     track = start_tracker(start_node, triton_server.grpc_url, "/robot1", 1)
     robot = Robot(ros_node, "/robot1")
+    diagnostics = Diagnostics(ros_node)
     detections = {}
-    ros_node.create_subscription(Detection2DArray, "/robot1/detections",
-                                 lambda m: detections.__setitem__(stamp_to_ns(m.header.stamp), m),
-                                 RELIABLE)
+    detections_sub = ros_node.create_subscription(
+        Detection2DArray, "/robot1/detections",
+        lambda m: detections.__setitem__(stamp_to_ns(m.header.stamp), m), RELIABLE)
     images = ros_node.create_publisher(Image, "/robot1/image", RELIABLE)
+    # Every endpoint the probe publishes to or reads from must be matched before the first image:
+    # the probe's own /robot1/detections endpoints satisfy a plain count, so match per node.
     wait_active(track, robot)
-    assert wait_until(lambda: images.get_subscription_count() > 0, 90), detect.output()
-    assert wait_until(lambda: ros_node.count_publishers("/robot1/detections") > 0, 30)
+    endpoints = {"publishers": [images], "subscriptions": [detections_sub]}
+    assert wait_matched(ros_node, **endpoints, timeout_s=90), (
+        unmatched(ros_node, **endpoints), detect.output()[-2000:])
 
     messages = bag_messages(sample_bag, IMAGE_TOPIC, 12)  # 12 consecutive frames, 10 fps
     for raw, _ in messages:
         images.publish(raw)
         time.sleep(0.1)
 
-    # detect_node may drop stale frames under load (newest wins): track what it published.
-    def settled():
-        count = len(detections)
-        time.sleep(2.0)
-        return count == len(detections) >= 6
-    assert wait_until(settled, 120), f"{len(detections)} detection arrays:\n{detect.output()}"
+    # detect_node may drop stale frames under load (newest wins): track what it published,
+    # once its counters account for every image (published or dropped) and all have arrived.
+    def accounted():
+        _, values = diagnostics.of("/robot1/triton_detect")
+        done = sum(int(v) for k, v in values.items()
+                   if k == "frames_published" or k.startswith("frames_dropped_"))
+        return done == len(messages) and len(detections) == int(values["frames_published"])
+    assert wait_until(accounted, 120), (len(detections), diagnostics.of("/robot1/triton_detect"),
+                                        detect.output()[-2000:])
+    assert len(detections) >= 6, f"{len(detections)} detection arrays:\n{detect.output()}"
     assert wait_until(lambda: set(detections) <= set(robot.tracked), 60), (
         f"{len(robot.tracked)}/{len(detections)} tracked; track log:\n{track.output()[-2000:]}")
     stamps = list(robot.order)   # the order the tracker saw them in
