@@ -44,6 +44,10 @@ def wait_matched(node, publishers=(), subscriptions=(), timeout_s: float = 60.0)
     ``get_publisher_count``) covers every endpoint of the other kind the graph lists on the topic,
     the probe's own included - so all of them must be QoS-compatible, or this times out.
     Waits on matching, never on time; returns False (after ``timeout_s``) if that never happens.
+
+    Limit: DDS matches each side on its own and a probe sees only its side. A link between two
+    other processes (detect_node -> track_node) is invisible here: prove it end to end (a priming
+    message whose result arrives) before sending what a test counts.
     """
     me = (node.get_name(), node.get_namespace())
 
@@ -62,12 +66,12 @@ def wait_matched(node, publishers=(), subscriptions=(), timeout_s: float = 60.0)
 
 def unmatched(node, publishers=(), subscriptions=()) -> str:
     """What :func:`wait_matched` is still waiting for (for assertion messages)."""
+    def graph(infos):
+        return [f"{i.node_namespace.rstrip('/')}/{i.node_name}" for i in infos]
     lines = [f"publisher {p.topic_name}: {p.get_subscription_count()} matched, graph "
-             f"{[(i.node_namespace, i.node_name) for i in node.get_subscriptions_info_by_topic(p.topic_name)]}"
-             for p in publishers]
+             f"{graph(node.get_subscriptions_info_by_topic(p.topic_name))}" for p in publishers]
     lines += [f"subscription {s.topic_name}: {s.get_publisher_count()} matched, graph "
-              f"{[(i.node_namespace, i.node_name) for i in node.get_publishers_info_by_topic(s.topic_name)]}"
-              for s in subscriptions]
+              f"{graph(node.get_publishers_info_by_topic(s.topic_name))}" for s in subscriptions]
     return "\n".join(lines)
 
 
