@@ -123,6 +123,33 @@ def ended_after(server) -> dict[int, int]:
             re.findall(r"sequence (\d+) ended after (\d+) frame", server.log_path.read_text())}
 
 
+def test_shipped_nginx_config_is_accepted(tmp_path):
+    """config/proxy/nginx-triton.conf passes ``nginx -t`` (paths and hosts made local)."""
+    import subprocess
+
+    from helpers import REPO
+    text = (REPO / "config" / "proxy" / "nginx-triton.conf").read_text()
+    assert "hash $http_x_triton_sequence_id consistent;" in text
+    local = (text.replace("/var/log/nginx/triton-access.log", str(tmp_path / "access.log"))
+             .replace("http {", f"pid {tmp_path}/nginx.pid;\nhttp {{\n"
+                      f"client_body_temp_path {tmp_path}/body; proxy_temp_path {tmp_path}/p;\n"
+                      f"fastcgi_temp_path {tmp_path}/f; uwsgi_temp_path {tmp_path}/u; "
+                      f"scgi_temp_path {tmp_path}/s;", 1)
+             .replace(".example.internal", "").replace("listen 800", "listen 127.0.0.1:800"))
+    local = re.sub(r"triton-(\d)", r"127.0.0.\1", local)  # resolvable upstream hosts
+    (tmp_path / "nginx.conf").write_text(local)
+    check = subprocess.run([str(find_nginx()), "-t", "-p", f"{tmp_path}/", "-c",
+                            str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "error.log")],
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr
+    broken = local.replace("grpc_pass grpc://$triton_grpc_group;", "grpc_pass;")
+    (tmp_path / "broken.conf").write_text(broken)
+    check = subprocess.run([str(find_nginx()), "-t", "-p", f"{tmp_path}/", "-c",
+                            str(tmp_path / "broken.conf"), "-e", str(tmp_path / "error.log")],
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode != 0  # the check itself can fail
+
+
 # -- (a) detection spreads and equals a direct call --------------------------------------------
 
 def test_detection_spreads_over_both_servers_and_equals_direct(fleet):
