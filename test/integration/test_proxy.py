@@ -1,4 +1,7 @@
-"""Two real tritonservers behind a real nginx (triton_ros.tools.local_proxy) on 127.0.0.1.
+"""Two real tritonservers behind a real proxy (triton_ros.tools.local_proxy) on 127.0.0.1.
+
+Each check runs behind nginx and behind HAProxy (HAProxy skipped where its binary is missing);
+the detect node only behind nginx (it uses the same client as the TritonClient check).
 
 What is checked (issue 10, the load-balancer half; docs/fleet.md):
 (a) stateless detection through the proxy spreads over both servers (their own inference
@@ -19,7 +22,7 @@ import time
 import numpy as np
 import pytest
 
-from triton_ros.tools.local_proxy import LocalProxy, ProxyUnavailable, find_nginx
+from triton_ros.tools.local_proxy import LocalProxy, ProxyUnavailable, find_haproxy, find_nginx
 from triton_ros.tools.local_server import LocalTritonServer
 
 from helpers import IMAGE_TOPIC, bag_messages, video_frames, wait_until
@@ -34,28 +37,41 @@ SSD = "ssd_mobilenet_v2_coco"
 TRACKER = "simple_tracker"
 HEADER = "x-triton-sequence-id"
 FRAMES = [0, 40, 80, 120, 160, 200]
+ID_BASE = {"nginx": 0, "haproxy": 50_000}  # the servers outlive each proxy: ids never repeat
+BOTH = pytest.mark.parametrize("fleet", ["nginx", "haproxy"], indirect=True)
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    """Two servers (SSD + tracker each) and the proxy in front of them."""
+def servers(tmp_path_factory):
+    """Two real tritonservers, SSD + tracker each."""
     logs = tmp_path_factory.mktemp("fleet")
-    servers = [LocalTritonServer(models=[SSD, TRACKER], log_path=logs / f"server{i}.log")
+    started = [LocalTritonServer(models=[SSD, TRACKER], log_path=logs / f"server{i}.log")
                for i in range(2)]
-    proxy = None
     try:
-        for server in servers:
+        for server in started:
             server.start(timeout_s=180)
-        proxy = LocalProxy([s.grpc_url for s in servers], [s.http_url for s in servers],
-                           routing_header=HEADER).start()
     except Exception as exc:
-        for server in servers:
+        for server in started:
             server.cleanup()
-        pytest.fail(f"fleet did not start: {exc}")
-    yield proxy, servers
-    proxy.cleanup()
-    for server in servers:
+        pytest.fail(f"tritonservers did not start: {exc}")
+    yield started
+    for server in started:
         server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def fleet(request, servers):
+    """(proxy, servers, id base): the proxy (nginx or HAProxy, by parameter) in front of both."""
+    kind = request.param
+    if kind == "haproxy":
+        try:
+            find_haproxy()
+        except ProxyUnavailable as exc:
+            pytest.skip(f"no HAProxy: {exc}")
+    proxy = LocalProxy([s.grpc_url for s in servers], [s.http_url for s in servers],
+                       routing_header=HEADER, kind=kind).start()
+    yield proxy, servers, ID_BASE[kind]
+    proxy.cleanup()
 
 
 def success_count(server, model=SSD) -> int:
@@ -152,8 +168,9 @@ def test_shipped_nginx_config_is_accepted(tmp_path):
 
 # -- (a) detection spreads and equals a direct call --------------------------------------------
 
+@BOTH
 def test_detection_spreads_over_both_servers_and_equals_direct(fleet):
-    proxy, servers = fleet
+    proxy, servers, _ = fleet
     frames = video_frames(FRAMES)
     direct = detector(servers[0].grpc_url)
     through = detector(proxy.grpc_url)
@@ -176,12 +193,13 @@ def test_detection_spreads_over_both_servers_and_equals_direct(fleet):
     assert all(r["route"] == "" for r in records[-len(frames):])
 
 
+@pytest.mark.parametrize("fleet", ["nginx"], indirect=True)  # same client path as above
 def test_detect_node_through_proxy_matches_direct(fleet, sample_bag, start_node, ros_node):
     from test_detect_node import boxes_xyxy, node_params, start_and_connect
 
     from triton_ros.image_conversion import raw_image_to_bgr
     from triton_ros.ros.messages import stamp_to_ns
-    proxy, servers = fleet
+    proxy, servers, _ = fleet
     # shared memory off: a region registered through the proxy lives on one server only.
     params = {**node_params(servers[0], score_threshold=0.5), "server_url": proxy.grpc_url,
               "shared_memory": '"off"'}  # quoted: YAML reads off as false
@@ -213,9 +231,10 @@ def test_detect_node_through_proxy_matches_direct(fleet, sample_bag, start_node,
 
 # -- (b) sequences are sticky -------------------------------------------------------------------
 
+@BOTH
 def test_sequences_stay_on_one_server(fleet):
-    proxy, servers = fleet
-    ids = list(range(1001, 1033))  # 32 sequences: each server gets some whatever the ring
+    proxy, servers, base = fleet
+    ids = list(range(base + 1001, base + 1033))  # 32 sequences: each server gets some whatever the ring
     tracker = TrackerClient(proxy.grpc_url)
     try:
         for corrid in ids:
@@ -244,10 +263,11 @@ def test_sequences_stay_on_one_server(fleet):
 
 # -- (c) a server dies --------------------------------------------------------------------------
 
+@BOTH
 def test_server_killed_detection_continues_and_its_sequences_restart(fleet):
-    proxy, servers = fleet
+    proxy, servers, base = fleet
     victim, survivor = servers
-    ids = list(range(2001, 2017))
+    ids = list(range(base + 2001, base + 2017))
     tracker = TrackerClient(proxy.grpc_url)
     through = detector(proxy.grpc_url)
     frame = video_frames([60])[0]
@@ -312,6 +332,7 @@ def test_server_killed_detection_continues_and_its_sequences_restart(fleet):
         assert same_detections(again.detect([frame])[0], expected)
     finally:
         again.client.close()
-    print(f"\nkill -9 of one of 2 servers: first detection served {first_ok * 1000:.0f} ms after, "
+    print(f"\n{proxy.kind}: kill -9 of one of 2 servers: first detection served "
+          f"{first_ok * 1000:.0f} ms after, "
           f"{len(failed)} detection request(s) failed, {len(on_victim)}/{len(ids)} sequences "
           f"restarted (last at {max(restarted_at.values()) * 1000:.0f} ms)")

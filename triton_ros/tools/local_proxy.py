@@ -1,26 +1,28 @@
-"""Start and stop a local nginx in front of several tritonservers, on 127.0.0.1.
+"""Start and stop a local proxy (nginx, or HAProxy) in front of several tritonservers, on 127.0.0.1.
 
-The proxy is Debian's nginx 1.22 (``grpc_pass``, ``http2`` and ``hash ... consistent`` built in),
-unpacked by scripts/bootstrap.sh into ``<repo>/.cache/proxy`` (or ``TRITON_ROS_NGINX``, or an
-``nginx`` on PATH). It runs like :class:`LocalTritonServer`: a process group of its own (master +
+The proxy is Debian's nginx 1.22 (``grpc_pass``, ``http2`` and ``hash ... consistent`` built in)
+or HAProxy 2.6 (``proto h2``, ``balance hdr()``), unpacked by scripts/bootstrap.sh into
+``<repo>/.cache/proxy`` (or ``TRITON_ROS_NGINX`` / ``TRITON_ROS_HAPROXY``, or one on PATH). It runs
+like :class:`LocalTritonServer`: a process group of its own, in the foreground (nginx: master +
 one worker, ``daemon off``), every file it writes (config, pid, logs, temp bodies) in a private
 temp directory, stopped with SIGTERM and then a kill of whatever is left of its group.
 
-Routing contract (what the fleet relies on; the shipped config/proxy/nginx-triton.conf is the
-annotated deployment version of the same config):
+Routing contract (what the fleet relies on; config/proxy/nginx-triton.conf and
+haproxy-triton.cfg are the annotated deployment versions of the same configs):
 
 * a request carrying the routing header (default ``x-triton-sequence-id``, value = the sequence's
   correlation id) goes to the upstream chosen by consistent hashing of that value, so every
   request and stream of one sequence lands on one server while that server is up;
 * a request without it (stateless detection) goes to the upstream with the fewest requests in
   flight (round robin among equals), so detection spreads over all servers. nginx's ``hash``
-  with an empty key would send all of them to one upstream, hence two upstream groups picked by
-  a ``map`` on the header;
-* a server that refuses connections is marked failed for ``fail_timeout_s`` and its requests go
-  to the next one (a sequence then lands on another server, which asks for START); a request
-  in flight on a server that dies fails (gRPC UNAVAILABLE / HTTP 502).
+  with an empty key would send all of them to one upstream, hence two upstream groups (backends)
+  picked by the presence of the header;
+* a server that refuses connections is marked failed (nginx: for ``fail_timeout_s``; HAProxy:
+  until its active check passes again) and its requests go to another one (a sequence then lands
+  on another server, which asks for START); a request in flight on a server that dies fails
+  (gRPC UNAVAILABLE / HTTP 502).
 
-Each request is logged (``access_log``) with its routing header and the upstream that served it:
+Each request is logged with its routing header and the upstream that served it:
 :meth:`LocalProxy.access_records` reads them back.
 
 Usage as a tool (runs until Ctrl-C / SIGTERM)::
@@ -46,6 +48,8 @@ from triton_ros.resources import share_dir
 from triton_ros.tools.local_server import _exited, free_port, kill_process_group
 
 NGINX_ENV = "TRITON_ROS_NGINX"
+HAPROXY_ENV = "TRITON_ROS_HAPROXY"
+KINDS = ("nginx", "haproxy")
 DEFAULT_ROUTING_HEADER = "x-triton-sequence-id"
 _HEADER_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _LOG_FIELDS = ("request_id", "route", "upstream", "status", "grpc_status", "request_time",
@@ -53,7 +57,7 @@ _LOG_FIELDS = ("request_id", "route", "upstream", "status", "grpc_status", "requ
 
 
 class ProxyUnavailable(RuntimeError):
-    """No usable nginx binary here (tests skip with this message)."""
+    """No usable proxy binary here (tests skip with this message)."""
 
 
 def find_nginx() -> Path:
@@ -82,6 +86,76 @@ def find_nginx() -> Path:
     raise ProxyUnavailable(
         "no nginx binary: run scripts/bootstrap.sh (it unpacks Debian's nginx into .cache/proxy), "
         f"install nginx, or set {NGINX_ENV}")
+
+
+def find_haproxy() -> tuple[Path, dict]:
+    """The HAProxy binary (``$TRITON_ROS_HAPROXY``, bootstrap's ``.cache/proxy``, or PATH) and
+    the environment it runs with (``LD_LIBRARY_PATH`` for the libraries unpacked beside it).
+
+    Raises :class:`ProxyUnavailable` when none runs here.
+    """
+    unpacked = share_dir() / ".cache" / "proxy"
+    candidates = [Path(os.environ[HAPROXY_ENV])] if os.environ.get(HAPROXY_ENV) else []
+    candidates.append(unpacked / "usr" / "sbin" / "haproxy")
+    if shutil.which("haproxy"):
+        candidates.append(Path(shutil.which("haproxy")))
+    env = dict(os.environ)
+    libs = unpacked / "usr" / "lib" / "x86_64-linux-gnu"
+    if libs.is_dir():
+        env["LD_LIBRARY_PATH"] = ":".join(filter(None, [str(libs),
+                                                        env.get("LD_LIBRARY_PATH", "")]))
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            try:
+                run = subprocess.run([str(path), "-v"], capture_output=True, text=True,
+                                     timeout=10, env=env)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise ProxyUnavailable(f"{path} does not run: {exc}") from exc
+            if run.returncode != 0:
+                raise ProxyUnavailable(f"{path} does not run: {run.stderr.strip()}")
+            return path, env
+    raise ProxyUnavailable("no haproxy binary: run scripts/bootstrap.sh (it unpacks Debian's "
+                           f"haproxy into .cache/proxy), install haproxy, or set {HAPROXY_ENV}")
+
+
+def haproxy_config(grpc_upstreams, http_upstreams, grpc_port: int, http_port: int,
+                   routing_header: str = DEFAULT_ROUTING_HEADER, run_as_root: bool = False,
+                   check_interval_s: float = 1.0) -> str:
+    """The haproxy.cfg text for the same routing as :func:`nginx_config` (HAProxy >= 2.0).
+
+    Keyed requests: ``balance hdr(<header>)`` + ``hash-type consistent``; the rest:
+    ``balance leastconn``. Servers get an active TCP check every ``check_interval_s`` plus a
+    passive one (a failed connection marks the server down), and a request whose connection
+    fails is redispatched to another server. The access log goes to stdout.
+    """
+    if not _HEADER_RE.match(routing_header):
+        raise ValueError(f"routing_header {routing_header!r}: lower-case letters, digits, '-'")
+    check = (f"check inter {int(check_interval_s * 1000)} fall 1 rise 1 "
+             "observe layer4 error-limit 1 on-error mark-down")
+    text = ["# Written by triton_ros.tools.local_proxy; see config/proxy/haproxy-triton.cfg.",
+            "global", "    log stdout format raw local0"]
+    if run_as_root:
+        text += ["    uid 65534", "    gid 65534"]
+    text += ["defaults", "    mode http", "    log global",
+             '    log-format "%rt \\"%[capture.req.hdr(0)]\\" \\"%si:%sp\\" %ST \\"-\\" '
+             '%Ta \\"%Tr\\" \\"%HP\\""',
+             "    option dontlognull",  # connections without a request (port probes)
+             "    timeout connect 2s", "    timeout client 1h", "    timeout server 1h",
+             "    timeout http-keep-alive 1h", "    retries 2", "    option redispatch 1",
+             "    retry-on conn-failure empty-response"]
+    for name, upstreams, port, proto in (("grpc", grpc_upstreams, grpc_port, " proto h2"),
+                                         ("http", http_upstreams, http_port, "")):
+        if not upstreams:
+            continue
+        servers = [f"    server {name}{i} {url}{proto} {check}" for i, url in enumerate(upstreams)]
+        text += [f"frontend triton_{name}", f"    bind 127.0.0.1:{port}{proto}",
+                 f"    http-request capture req.hdr({routing_header}) len 64",
+                 f"    use_backend triton_{name}_sequences if {{ req.hdr({routing_header}) -m found }}",
+                 f"    default_backend triton_{name}",
+                 f"backend triton_{name}", "    balance leastconn", *servers,
+                 f"backend triton_{name}_sequences", f"    balance hdr({routing_header})",
+                 "    hash-type consistent", *servers]
+    return "\n".join(text) + "\n"
 
 
 def _server_lines(upstreams, max_fails: int, fail_timeout_s: float) -> str:
@@ -188,7 +262,10 @@ def nginx_config(workdir: Path, grpc_upstreams, http_upstreams, grpc_port: int, 
 
 
 class LocalProxy:
-    """An nginx child process on 127.0.0.1 in front of tritonservers (context manager).
+    """A proxy child process on 127.0.0.1 in front of tritonservers (context manager).
+
+    ``kind``: ``nginx`` (default) or ``haproxy``, same routing (module docstring). HAProxy checks
+    its servers actively (``check_interval_s``) besides the passive check.
 
     ``upstreams``: gRPC ``host:port`` of each server; ``http_upstreams``: their HTTP endpoints
     (optional). ``grpc_url``/``http_url`` are the proxy's ``host:port`` (ports of 0 become free
@@ -197,15 +274,20 @@ class LocalProxy:
     """
 
     def __init__(self, upstreams, http_upstreams=(), routing_header: str = DEFAULT_ROUTING_HEADER,
-                 grpc_port: int = 0, http_port: int = 0, nginx: Path | None = None,
-                 max_fails: int = 1, fail_timeout_s: float = 10.0):
+                 grpc_port: int = 0, http_port: int = 0, binary: Path | None = None,
+                 max_fails: int = 1, fail_timeout_s: float = 10.0, kind: str = "nginx",
+                 check_interval_s: float = 1.0):
+        if kind not in KINDS:
+            raise ValueError(f"kind {kind!r} not in {list(KINDS)}")
+        self.kind, self.check_interval_s = kind, check_interval_s
         self.upstreams, self.http_upstreams = list(upstreams), list(http_upstreams)
         if not self.upstreams and not self.http_upstreams:
             raise ValueError("LocalProxy needs at least one upstream")
         self.routing_header = routing_header.lower()
         self.grpc_port = grpc_port or free_port()
         self.http_port = http_port or free_port()
-        self.nginx = Path(nginx) if nginx else None
+        self.binary = Path(binary) if binary else None   # nginx or haproxy
+        self._env: dict | None = None
         self.max_fails, self.fail_timeout_s = max_fails, fail_timeout_s
         self.process: subprocess.Popen | None = None
         self.pgid: int | None = None
@@ -221,6 +303,10 @@ class LocalProxy:
 
     def config_text(self) -> str:
         assert self.workdir is not None, "start() lays out the workdir"
+        if self.kind == "haproxy":
+            return haproxy_config(self.upstreams, self.http_upstreams, self.grpc_port,
+                                  self.http_port, self.routing_header, os.geteuid() == 0,
+                                  self.check_interval_s)
         return nginx_config(self.workdir, self.upstreams, self.http_upstreams, self.grpc_port,
                             self.http_port, self.routing_header, self.max_fails,
                             self.fail_timeout_s, run_as_root=os.geteuid() == 0)
@@ -234,13 +320,17 @@ class LocalProxy:
             pwd.getpwnam("nobody"), grp.getgrnam("nogroup")  # KeyError: say which is missing
             self.workdir.chmod(0o711)
             (self.workdir / "tmp").chmod(0o711)
-        conf = self.workdir / "nginx.conf"
+        conf = self.workdir / ("haproxy.cfg" if self.kind == "haproxy" else "nginx.conf")
         conf.write_text(self.config_text())
         return conf
 
     def _cmd(self, conf: Path, *extra: str) -> list[str]:
+        if self.kind == "haproxy":
+            # -db: stay in the foreground; -c (config check) comes in ``extra``.
+            return [str(self.binary), "-f", str(conf), "-db",
+                    *(["-c", "-q"] if "-t" in extra else [])]
         # -e: nginx opens its error log before reading the config; keep even that one here.
-        return [str(self.nginx), "-p", f"{self.workdir}/", "-c", str(conf),
+        return [str(self.binary), "-p", f"{self.workdir}/", "-c", str(conf),
                 "-e", str(self.workdir / "error.log"), *extra]
 
     def _ports_open(self) -> bool:
@@ -255,24 +345,34 @@ class LocalProxy:
         return True
 
     def start(self, timeout_s: float = 20.0) -> "LocalProxy":
-        self.nginx = self.nginx or find_nginx()
+        if self.kind == "haproxy":
+            found, self._env = find_haproxy()
+            self.binary = self.binary or found
+        else:
+            self.binary, self._env = self.binary or find_nginx(), None
         conf = self._layout()
         try:
             check = subprocess.run(self._cmd(conf, "-t", "-q"), capture_output=True, text=True,
-                                   timeout=timeout_s)
+                                   timeout=timeout_s, env=self._env)
             if check.returncode != 0:
-                raise RuntimeError(f"nginx rejected its config ({conf}): "
-                                   f"{check.stderr.strip()}\n{self.error_log()}")
-            self.process = subprocess.Popen(self._cmd(conf), stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+                raise RuntimeError(f"{self.kind} rejected its config ({conf}): "
+                                   f"{(check.stderr + check.stdout).strip()}\n{self.error_log()}")
+            # nginx writes its own logs; HAProxy logs requests to stdout, the rest to stderr.
+            with open(self.workdir / "access.log", "ab") as access, \
+                    open(self.workdir / "error.log", "ab") as errors:
+                haproxy = self.kind == "haproxy"
+                self.process = subprocess.Popen(
+                    self._cmd(conf), env=self._env, start_new_session=True,
+                    stdout=access if haproxy else subprocess.DEVNULL,
+                    stderr=errors if haproxy else subprocess.DEVNULL)
             self.pgid = self.process.pid
             deadline = time.monotonic() + timeout_s
             while not self._ports_open():
                 if _exited(self.process):
-                    raise RuntimeError(f"nginx exited with code {self.process.wait()}:\n"
+                    raise RuntimeError(f"{self.kind} exited with code {self.process.wait()}:\n"
                                        f"{self.error_log()}")
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"nginx not listening after {timeout_s:.0f} s:\n"
+                    raise TimeoutError(f"{self.kind} not listening after {timeout_s:.0f} s:\n"
                                        f"{self.error_log()}")
                 time.sleep(0.05)
         except BaseException:
@@ -307,7 +407,7 @@ class LocalProxy:
         return records
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM nginx (fast shutdown), then kill what is left of its process group."""
+        """SIGTERM the proxy (fast shutdown), then kill what is left of its process group."""
         if self.process is not None:
             if not _exited(self.process):
                 self.process.send_signal(signal.SIGTERM)
@@ -319,7 +419,7 @@ class LocalProxy:
             self.process = None
 
     def cleanup(self) -> None:
-        """Stop nginx and remove its directory (config, logs, temp files)."""
+        """Stop the proxy and remove its directory (config, logs, temp files)."""
         self.stop()
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -339,18 +439,19 @@ def main(argv=None) -> int:
     parser.add_argument("--grpc-port", type=int, default=0)
     parser.add_argument("--http-port", type=int, default=0)
     parser.add_argument("--routing-header", default=DEFAULT_ROUTING_HEADER)
+    parser.add_argument("--kind", choices=KINDS, default="nginx")
     args = parser.parse_args(argv)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     try:
         proxy = LocalProxy(args.grpc, args.http, args.routing_header, args.grpc_port,
-                           args.http_port)
+                           args.http_port, kind=args.kind)
         proxy.start()
     except (ValueError, ProxyUnavailable, RuntimeError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
     print(f"proxy ready: grpc {proxy.grpc_url}, http {proxy.http_url}; config "
-          f"{proxy.workdir}/nginx.conf", flush=True)
+          f"{proxy.workdir}", flush=True)
     try:
         while not stop and proxy.alive():
             time.sleep(0.5)
@@ -361,7 +462,7 @@ def main(argv=None) -> int:
         errors = proxy.error_log() if died else ""
         proxy.cleanup()
     if died and not stop:
-        print(f"error: nginx exited:\n{errors[-2000:]}", file=sys.stderr, flush=True)
+        print(f"error: {proxy.kind} exited:\n{errors[-2000:]}", file=sys.stderr, flush=True)
         return 1
     return 0
 
