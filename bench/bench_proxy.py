@@ -2,7 +2,7 @@
 """Proxy benchmark (docs/fleet.md): what the nginx hop costs, and how a fleet behind it recovers.
 
 Two local tritonservers (127.0.0.1; SSD-MobileNet-v2, tensor_echo_stats, simple_tracker) behind
-``triton_ros.tools.local_proxy.LocalProxy``. One run, small counts (2-core machine):
+``triton_ros.tools.local_proxy.LocalProxy`` (``--kind nginx`` or ``haproxy``). One run, small counts (2-core machine):
 
 1. Hop cost: one 640x480x3 UINT8 frame to ``tensor_echo_stats`` (moving the tensor dominates),
    direct to server 0 vs through the proxy, request by request in turn, gRPC and HTTP.
@@ -15,7 +15,8 @@ Two local tritonservers (127.0.0.1; SSD-MobileNet-v2, tensor_echo_stats, simple_
    START; server 0 restarted: how long until the proxy sends it requests again, and the
    sequences that hash back to it (asked for START a second time).
 
-    .venv/bin/python bench/bench_proxy.py [--iterations 30] [--threads 4] [--sequences 16]
+    .venv/bin/python bench/bench_proxy.py [--kind nginx|haproxy] [--iterations 30] [--threads 4]
+        [--sequences 16]
 """
 import argparse
 import statistics
@@ -128,8 +129,10 @@ def recovery(servers, proxy, frame, sequences):
     from sequence_data import kill_server_hard
     from test_proxy import TrackerClient, started_sequences
     from tritonclient.utils import InferenceServerException
-    print(f"\n3. Recovery (nginx max_fails={proxy.max_fails} fail_timeout="
-          f"{proxy.fail_timeout_s:g}s)")
+    health = (f"nginx max_fails={proxy.max_fails} fail_timeout={proxy.fail_timeout_s:g}s"
+              if proxy.kind == "nginx" else
+              f"haproxy check inter {proxy.check_interval_s:g}s fall 1 rise 1, observe layer4")
+    print(f"\n3. Recovery ({health})")
     victim = servers[0]
     det = Detector(TritonClient(proxy.grpc_url, "ssd_mobilenet_v2_coco", shared_memory="off"),
                    DetectorConfig())
@@ -217,6 +220,9 @@ def main(argv=None) -> int:
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--sequences", type=int, default=16)
+    parser.add_argument("--kind", choices=["nginx", "haproxy"], default="nginx")
+    parser.add_argument("--parts", default="hop,detection,recovery",
+                        help="comma-separated subset of hop,detection,recovery")
     parser.add_argument("--log-dir", type=Path, default=None,
                         help="server logs (default: a fresh temp dir; the tracker's log lines "
                              "tell which server holds which sequence)")
@@ -232,11 +238,16 @@ def main(argv=None) -> int:
         for server in servers:
             server.start(timeout_s=180)
         proxy = LocalProxy([s.grpc_url for s in servers], [s.http_url for s in servers],
-                           routing_header=HEADER).start()
+                           routing_header=HEADER, kind=args.kind).start()
+        print(f"proxy: {args.kind}")
         frame = frame_640x480()
-        hop_cost(servers, proxy, frame, args.iterations)
-        detection(servers, proxy, frame, args.iterations, args.threads)
-        recovery(servers, proxy, frame, args.sequences)
+        parts = args.parts.split(",")
+        if "hop" in parts:
+            hop_cost(servers, proxy, frame, args.iterations)
+        if "detection" in parts:
+            detection(servers, proxy, frame, args.iterations, args.threads)
+        if "recovery" in parts:
+            recovery(servers, proxy, frame, args.sequences)
     finally:
         if proxy is not None:
             proxy.cleanup()

@@ -166,6 +166,26 @@ def test_shipped_nginx_config_is_accepted(tmp_path):
     assert check.returncode != 0  # the check itself can fail
 
 
+def test_shipped_haproxy_config_is_accepted(tmp_path):
+    """config/proxy/haproxy-triton.cfg passes ``haproxy -c`` (hosts made local)."""
+    import subprocess
+
+    from helpers import REPO
+    try:
+        haproxy, env = find_haproxy()
+    except ProxyUnavailable as exc:
+        pytest.skip(f"no HAProxy: {exc}")
+    text = (REPO / "config" / "proxy" / "haproxy-triton.cfg").read_text()
+    assert "balance hdr(x-triton-sequence-id)" in text and "hash-type consistent" in text
+    local = re.sub(r"triton-(\d)\.example\.internal", r"127.0.0.\1", text)
+    for name, conf in (("ok", local), ("broken", local.replace("balance leastconn",
+                                                                "balance nosuchpolicy"))):
+        (tmp_path / f"{name}.cfg").write_text(conf)
+        check = subprocess.run([str(haproxy), "-c", "-f", str(tmp_path / f"{name}.cfg")],
+                               capture_output=True, text=True, timeout=30, env=env)
+        assert (check.returncode == 0) == (name == "ok"), (name, check.stdout, check.stderr)
+
+
 # -- (a) detection spreads and equals a direct call --------------------------------------------
 
 @BOTH
