@@ -2,7 +2,8 @@
 """Proxy benchmark (docs/fleet.md): what the nginx hop costs, and how a fleet behind it recovers.
 
 Two local tritonservers (127.0.0.1; SSD-MobileNet-v2, tensor_echo_stats, simple_tracker) behind
-``triton_ros.tools.local_proxy.LocalProxy`` (``--kind nginx`` or ``haproxy``). One run, small counts (2-core machine):
+``triton_ros.tools.local_proxy.LocalProxy`` (``--kind nginx`` or ``haproxy``). One run, small
+counts (2-core machine):
 
 1. Hop cost: one 640x480x3 UINT8 frame to ``tensor_echo_stats`` (moving the tensor dominates),
    direct to server 0 vs through the proxy, request by request in turn, gRPC and HTTP.
@@ -127,7 +128,7 @@ def detection(servers, proxy, frame, iterations, threads):
 
 def recovery(servers, proxy, frame, sequences):
     from sequence_data import kill_server_hard
-    from test_proxy import TrackerClient, started_sequences
+    from test_proxy import TrackerClient, logged, started_sequences
     from tritonclient.utils import InferenceServerException
     health = (f"nginx max_fails={proxy.max_fails} fail_timeout={proxy.fail_timeout_s:g}s"
               if proxy.kind == "nginx" else
@@ -150,6 +151,7 @@ def recovery(servers, proxy, frame, sequences):
 
     for corrid in ids:
         tracker.send(corrid, start=True)
+    assert logged(servers, ids)  # log lines may trail the responses
     on_victim = started_sequences(victim) & set(ids)
     worker = threading.Thread(target=loop, daemon=True)
     worker.start()

@@ -133,6 +133,15 @@ def started_sequences(server) -> set[int]:
     return {int(m) for m in re.findall(r"sequence (\d+) started", server.log_path.read_text())}
 
 
+def logged(servers, ids, what=started_sequences) -> bool:
+    """Wait until the servers' logs name every one of ``ids`` (``what``: started or ended).
+
+    The python backend hands log lines to the server asynchronously: they may trail the
+    responses by a moment.
+    """
+    return wait_until(lambda: set().union(*(set(what(s)) for s in servers)) >= set(ids), 30)
+
+
 def ended_after(server) -> dict[int, int]:
     """Correlation id -> frames the tracker had seen when the sequence ended on ``server``."""
     return {int(c): int(n) for c, n in
@@ -221,8 +230,9 @@ def test_detect_node_through_proxy_matches_direct(fleet, sample_bag, start_node,
     from triton_ros.ros.messages import stamp_to_ns
     proxy, servers, _ = fleet
     # shared memory off: a region registered through the proxy lives on one server only.
-    params = {**node_params(servers[0], score_threshold=0.5), "server_url": proxy.grpc_url,
-              "shared_memory": '"off"'}  # quoted: YAML reads off as false
+    # One frame per request (max_batch_size 1), so the node's requests can spread.
+    params = {**node_params(servers[0], score_threshold=0.5, max_batch_size=1),
+              "server_url": proxy.grpc_url, "shared_memory": '"off"'}  # quoted: YAML "off" = false
     node, collector, publisher = start_and_connect(start_node, ros_node, params)
     messages = bag_messages(sample_bag, IMAGE_TOPIC, 6, every=25)
     before = [success_count(s) for s in servers]
@@ -254,7 +264,7 @@ def test_detect_node_through_proxy_matches_direct(fleet, sample_bag, start_node,
 @BOTH
 def test_sequences_stay_on_one_server(fleet):
     proxy, servers, base = fleet
-    ids = list(range(base + 1001, base + 1033))  # 32 sequences: each server gets some whatever the ring
+    ids = list(range(base + 1001, base + 1033))  # 32: each server gets some, whatever the ring
     tracker = TrackerClient(proxy.grpc_url)
     try:
         for corrid in ids:
@@ -266,6 +276,7 @@ def test_sequences_stay_on_one_server(fleet):
             assert tracker.send(corrid, end=True) == 5
     finally:
         tracker.close()
+    assert logged(servers, ids, ended_after), "the tracker did not log every sequence's end"
     started = [started_sequences(s) & set(ids) for s in servers]
     assert started[0] | started[1] == set(ids)
     assert not started[0] & started[1], "a sequence started on both servers"
@@ -306,6 +317,7 @@ def test_server_killed_detection_continues_and_its_sequences_restart(fleet):
     try:
         for corrid in ids:
             assert tracker.send(corrid, start=True) == 1
+        assert logged(servers, ids), "the tracker did not log every sequence's start"
         on_victim = started_sequences(victim) & set(ids)
         on_survivor = started_sequences(survivor) & set(ids)
         assert on_victim and on_survivor, (on_victim, on_survivor)
@@ -343,6 +355,7 @@ def test_server_killed_detection_continues_and_its_sequences_restart(fleet):
     first_ok = min(t for t, ok in after if ok) - killed_at
     assert len(failed) <= 2, f"{len(failed)} detection requests failed after the kill"
     assert all(ok for t, ok in after if t > killed_at + first_ok), "failures after recovery"
+    assert logged([survivor], ids, ended_after), "the survivor did not log every sequence's end"
     ended = ended_after(survivor)
     assert all(ended.get(c) == 3 for c in ids), {c: ended.get(c) for c in ids}
     assert set(restarted_at) == on_victim

@@ -153,7 +153,8 @@ def haproxy_config(grpc_upstreams, http_upstreams, grpc_port: int, http_port: in
         servers = [f"    server {name}{i} {url}{proto} {check}" for i, url in enumerate(upstreams)]
         text += [f"frontend triton_{name}", f"    bind 127.0.0.1:{port}{proto}",
                  f"    http-request capture req.hdr({routing_header}) len 64",
-                 f"    use_backend triton_{name}_sequences if {{ req.hdr({routing_header}) -m found }}",
+                 f"    use_backend triton_{name}_sequences"
+                 f" if {{ req.hdr({routing_header}) -m found }}",
                  f"    default_backend triton_{name}",
                  f"backend triton_{name}", "    balance leastconn", *servers,
                  f"backend triton_{name}_sequences", f"    balance hdr({routing_header})",
