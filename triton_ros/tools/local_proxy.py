@@ -76,10 +76,14 @@ def find_nginx() -> Path:
     for path in candidates:
         if path.is_file() and os.access(path, os.X_OK):
             try:
-                version = subprocess.run([str(path), "-V"], capture_output=True, text=True,
-                                         timeout=10).stderr
+                run = subprocess.run([str(path), "-V"], capture_output=True, text=True,
+                                     timeout=10)
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise ProxyUnavailable(f"{path} does not run: {exc}") from exc
+            version = run.stderr
+            if run.returncode != 0:
+                raise ProxyUnavailable(f"{path} -V exited with code {run.returncode}: "
+                                       f"{version.strip()}")
             if "--with-http_v2_module" not in version or "--without-http_grpc_module" in version:
                 raise ProxyUnavailable(f"{path} lacks HTTP/2 or gRPC proxying: {version}")
             return path
@@ -112,7 +116,8 @@ def find_haproxy() -> tuple[Path, dict]:
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise ProxyUnavailable(f"{path} does not run: {exc}") from exc
             if run.returncode != 0:
-                raise ProxyUnavailable(f"{path} does not run: {run.stderr.strip()}")
+                raise ProxyUnavailable(f"{path} -v exited with code {run.returncode}: "
+                                       f"{run.stderr.strip()}")
             return path, env
     raise ProxyUnavailable("no haproxy binary: run scripts/bootstrap.sh (it unpacks Debian's "
                            f"haproxy into .cache/proxy), install haproxy, or set {HAPROXY_ENV}")
