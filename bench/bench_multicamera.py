@@ -25,6 +25,7 @@ bounded (``--budget-s``) and stops every process it started, also on Ctrl-C / SI
     .venv/bin/python bench/bench_multicamera.py [--cameras 1,2,4,8] [--duration 8] [--warmup 2]
 """
 import argparse
+import importlib
 import json
 import os
 import re
@@ -57,7 +58,6 @@ MODES = {
 def code_snapshot() -> dict:
     """mtimes of the files the node and the server run: the triton_ros modules detect_node
     imports and the model directory (the working tree may be shared and edited meanwhile)."""
-    import importlib
     importlib.import_module("triton_ros.ros.detect_node")
     paths = {Path(m.__file__) for name, m in list(sys.modules.items())
              if name.split(".")[0] == "triton_ros" and getattr(m, "__file__", None)}
@@ -524,8 +524,8 @@ def main(argv=None) -> int:
 
     from triton_ros.triton_client import TritonClient
     # Imported before the code snapshot so that it covers what the harness starts processes with.
-    import triton_ros.tools.local_server  # noqa: F401
-    import triton_ros.tools.node_process  # noqa: F401
+    for module in ("triton_ros.tools.local_server", "triton_ros.tools.node_process"):
+        importlib.import_module(module)
 
     machine_start = machine()
     load_start = machine_start["load_avg"]
