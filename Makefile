@@ -19,6 +19,9 @@ test: bootstrap
 clean:
 	rm -rf out build install log
 
+# Results: tables on stdout; bench_bridge also writes bench/results/bridge.{json,md} and plots.
 bench: bootstrap
 	$(VENV)/bin/python bench/bench_transport.py
 	$(VENV)/bin/python bench/bench_multicamera.py
+	$(VENV)/bin/python bench/bench_hotpath.py
+	$(VENV)/bin/python bench/bench_bridge.py --profile
