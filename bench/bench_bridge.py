@@ -240,9 +240,9 @@ def top_functions(collapsed: str, limit: int = 20) -> list[dict]:
 
 
 def ceiling(ctx, server, frames_by_res, window: int, duration_s: float, cams: list[int],
-            do_profile: bool) -> tuple[list, dict]:
+            do_profile: bool, inputs=("image", "compressed")) -> tuple[list, dict]:
     rows, profiles = [], {}
-    for compressed in (False, True):
+    for compressed in [kind == "compressed" for kind in inputs]:
         for n in cams:
             kind = "CompressedImage" if compressed else "Image"
             params = node_params(server, NULL, [f"cam{i}" + (":compressed" if compressed else "")
@@ -340,6 +340,7 @@ def main(argv=None) -> int:
     parser.add_argument("--window", type=int, default=4, help="unanswered frames per camera")
     parser.add_argument("--cameras", default="1,4")
     parser.add_argument("--resolutions", default=",".join(h.RESOLUTIONS))
+    parser.add_argument("--inputs", default="image,compressed", help="ceiling input types")
     parser.add_argument("--skip", default="", help="parts to skip: lockstep,open,ceiling")
     parser.add_argument("--profile", action="store_true", help="py-spy the node (ceiling)")
     parser.add_argument("--out", type=Path, default=h.RESULTS / "bridge.json")
@@ -375,12 +376,13 @@ def main(argv=None) -> int:
                     result["open_loop"].append(r)
             result["ceiling"], result["profiles"] = ([], {}) if "ceiling" in skip else ceiling(
                 ctx, server, frames_by_res, args.window, args.window_s,
-                [int(c) for c in args.cameras.split(",")], args.profile)
+                [int(c) for c in args.cameras.split(",")], args.profile,
+                [i for i in args.inputs.split(",") if i])
     finally:
         server.cleanup()
     result["load_avg_end"] = h.load_avg()
     result["run_s"] = time.monotonic() - started
-    if result["ceiling"] and result["lockstep"]:
+    if result["ceiling"] and result["lockstep"] and result["open_loop"]:
         result["plots"] = plots(result)
     text = report(result)
     print()

@@ -387,7 +387,7 @@ def feed_window(probe: Probe, raws: list[list[bytes]], window: int, duration_s: 
 def markdown_table(header: list[str], rows: list[list]) -> str:
     """A GitHub Markdown table; floats with one decimal unless already strings."""
     cells = [[c if isinstance(c, str) else fmt(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     lines += ["| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
