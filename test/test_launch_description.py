@@ -163,6 +163,17 @@ def _dict_parameters(path):
     return section['ros__parameters']
 
 
+def _node_dict(node):
+    """The node's parameters as launched: one dict, written by launch_ros as one file."""
+    arguments = _parameter_arguments(node)
+    assert len(arguments) == 1 and arguments[0][1], arguments
+    data = _yaml().safe_load(Path(arguments[0][0]).read_text())
+    # launch_ros keys a dict by the full node name, or '/**' when the namespace is unspecified.
+    (key,) = data
+    assert key in (node.node_name, '/**')
+    return data[key]['ros__parameters']
+
+
 def test_declares_arguments(ros_launch):
     _, _, module = ros_launch
     description = module.generate_launch_description()
@@ -186,8 +197,8 @@ def test_defaults(ros_launch):
     assert node.expanded_remapping_rules == [
         ('image', 'image'), ('image/compressed', 'image/compressed'),
         ('detections', 'detections')]
-    # No preset and no explicit overrides: only the params file reaches the node.
-    assert _parameter_arguments(node) == [(str(DEFAULT_PARAMS), True)]
+    # One merged dict (keyed by launch_ros with the node's name): exactly the params file's values.
+    assert _node_dict(node) == _load_parameters(DEFAULT_PARAMS)
 
 
 def test_preset_namespace_and_overrides(ros_launch):
@@ -207,15 +218,11 @@ def test_preset_namespace_and_overrides(ros_launch):
     assert node.expanded_remapping_rules == [
         ('image', '/camera/image_rect'), ('image/compressed', '/camera/image_rect/compressed'),
         ('detections', 'objects')]
-    arguments = _parameter_arguments(node)
-    assert all(is_file for _, is_file in arguments)
-    paths = [path for path, _ in arguments]
-    assert paths[0] == str(DEFAULT_PARAMS)
-    assert Path(paths[1]).resolve() == (PRESETS_DIR / 'remote_server.yaml').resolve()
-    assert len(paths) == 3
+    expected = dict(_load_parameters(DEFAULT_PARAMS))
+    expected.update(_load_parameters(PRESETS_DIR / 'remote_server.yaml'))
     # Only the arguments that were given override, with their ROS types.
-    assert _dict_parameters(paths[2]) == {
-        'server_url': '10.0.0.5:8001', 'model_version': '2', 'use_sim_time': True}
+    expected.update({'server_url': '10.0.0.5:8001', 'model_version': '2', 'use_sim_time': True})
+    assert _node_dict(node) == expected
 
 
 def test_enclosing_namespace(ros_launch):
@@ -235,8 +242,8 @@ def test_preset_by_path(ros_launch):
     preset = PRESETS_DIR / 'jetson.yaml'
     (node,) = _run(launch, launch_ros, [module.generate_launch_description()], {
         'params_file': str(DEFAULT_PARAMS), 'preset': str(preset)})
-    paths = [path for path, _ in _parameter_arguments(node)]
-    assert paths == [str(DEFAULT_PARAMS), str(preset)]
+    expected = dict(_load_parameters(DEFAULT_PARAMS), **_load_parameters(preset))
+    assert _node_dict(node) == expected
 
 
 @pytest.mark.parametrize('configurations', [
