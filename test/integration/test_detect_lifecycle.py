@@ -156,7 +156,7 @@ def test_lifecycle_transitions_against_the_real_server(sample_bag, ros_node, tmp
     from triton_ros.tools.node_process import NodeProcess
     ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
     url = f"127.0.0.1:{ports['grpc_port']}"
-    node = NodeProcess(DETECT, {"server_url": url, "autostart": False, "shared_memory": "on",
+    node = NodeProcess(DETECT, {"server_url": url, "autostart": False, "shared_memory": "auto",
                                 "reconnect_initial_s": 0.05, "reconnect_max_s": 0.1,
                                 "image_reliability": "reliable", "queue_size": 64,
                                 "image_qos_depth": 64, "max_delay_ms": 0.0},
@@ -188,7 +188,7 @@ def test_lifecycle_transitions_against_the_real_server(sample_bag, ros_node, tmp
         assert wait_until(lambda: len(collector.by_stamp) == 3, 60), node.output()
         regions = grpcclient.InferenceServerClient(url).get_system_shared_memory_status(
             as_json=True).get("regions", {})
-        assert regions, "shared_memory:=on registered no region"
+        assert regions, "shared_memory:=auto (loopback) registered no region"
 
         assert lifecycle(ros_node, name, Transition.TRANSITION_DEACTIVATE)
         assert wait_until(lambda: images.get_subscription_count() == 0
