@@ -22,9 +22,12 @@ Examples::
     ros2 launch triton_ros detect.launch.py preset:=jetson image_topic:=/camera/image_raw
     ros2 launch triton_ros detect.launch.py namespace:=robot1 server_url:=10.0.0.5:8001
 
-To compose into a larger stack, include it under a GroupAction that does not forward the
-including file's launch configurations (else its own ``namespace``, ``params_file``,
-``use_sim_time`` or ``log_level`` arguments leak in; a ``namespace`` is then applied twice)::
+To compose into a larger stack, make sure none of the including file's launch configurations
+reach this file (else its own ``namespace``, ``params_file``, ``use_sim_time`` or ``log_level``
+arguments leak in; a ``namespace`` is then applied twice). Either give EVERY argument of this
+file (``generate_launch_description().get_launch_arguments()`` lists them with their defaults;
+tracking.launch.py does this), which keeps an enclosing ``PushRosNamespace``/``SetRemap``/
+``SetParameter`` in force, or include it under a GroupAction that does not forward them::
 
     GroupAction(scoped=True, forwarding=False, actions=[
         PushRosNamespace('robotB'),

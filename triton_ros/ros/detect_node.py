@@ -234,7 +234,7 @@ class DetectNode(LifecycleNode):
             list(self.cameras), max_batch=self._max_batch(), max_delay_s=p["max_delay_ms"] / 1e3,
             depth=p["queue_size"],
             sync_tolerance_s=(p["sync_tolerance_ms"] / 1e3) if p["sync_tolerance_ms"] else None)
-        self._subscriptions = []
+        self._image_subscriptions = []
         self._active = False
         self._running = False
         self._workers: list[threading.Thread] = []
@@ -292,7 +292,7 @@ class DetectNode(LifecycleNode):
                                       if p["subscribe_compressed"] else []))
             for msg_type, leaf in subscriptions:
                 topic = camera.topic(leaf)
-                self._subscriptions.append(self.create_subscription(
+                self._image_subscriptions.append(self.create_subscription(
                     msg_type, topic, lambda msg, c=camera: self._on_image(c, msg), image_qos,
                     event_callbacks=self._qos_events(camera, topic)))
                 self.get_logger().info(f"camera {name or '(default)'}: "
@@ -323,9 +323,9 @@ class DetectNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _release_topics(self) -> None:
-        for subscription in self._subscriptions:
+        for subscription in self._image_subscriptions:
             self.destroy_subscription(subscription)
-        self._subscriptions = []
+        self._image_subscriptions = []
         for camera in self.cameras.values():
             for publisher in (camera.publisher, camera.debug_publisher):
                 if publisher is not None:
@@ -633,7 +633,9 @@ class DetectNode(LifecycleNode):
         for worker in self._workers:
             worker.join(timeout=5.0)
         left = self.batcher.pending()
-        fields = [f"{k}={v}" for k, v in sorted(self.totals().items())]
+        totals = self.totals()
+        totals.update({k: 0 for k in ("received", "published") if k not in totals})
+        fields = [f"{k}={v}" for k, v in sorted(totals.items())]
         fields += [f"requests={self.requests}", f"frames_inferred={self.frames_inferred}",
                    f"left_pending={left}"]
         # stderr, not the logger: at Ctrl-C the ROS context (and /rosout) is already shut down.
