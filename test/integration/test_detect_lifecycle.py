@@ -200,6 +200,22 @@ def test_lifecycle_transitions_against_the_real_server(sample_bag, ros_node, tmp
         assert not status.get("regions"), status
         assert node.alive()
     finally:
-        node.stop()
+        code = node.stop()
         server.cleanup()
+    output = node.output()
+    assert code == 0 and "Traceback" not in output, output
+    assert "Failed to publish log message to rosout" not in output, output
+    (line,) = [ln for ln in output.splitlines() if "final counters:" in ln]
+    fields = line.split("final counters: ", 1)[1].split(", ")
+    assert all(f.count("=") == 1 and f.split("=")[0] for f in fields), line  # no stray ", "
+    assert "published=3" in fields and "received=3" in fields, line
+
+
+def test_bad_ros_arguments_exit_2_without_traceback(tmp_path):
+    """Defect 5: --log-level verbose is one clear line and exit code 2, not an RCLError."""
+    from triton_ros.tools.node_process import NodeProcess
+    node = NodeProcess(DETECT, {}, log_path=tmp_path / "node.log",
+                       extra_args=["--log-level", "verbose"])
+    assert node.process.wait(60) == 2, node.output()
+    assert "[triton_detect] invalid ROS arguments:" in node.output(), node.output()
     assert "Traceback" not in node.output(), node.output()
