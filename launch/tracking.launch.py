@@ -10,13 +10,21 @@ The tracker gets ``robot_id`` (unique in the fleet: it picks the correlation id,
 docs/sequences.md) and the ``server_url``/``protocol`` given here (else its defaults).
 A node exiting non-zero stops the launch with a non-zero return code.
 
+``container:=true`` runs both nodes in ONE process (the ``container`` executable, a
+MultiThreadedExecutor): the same layered parameters, written as one file with a section per
+node (keyed by full node name), and node-targeted remaps.
+
 Example::
 
     ros2 launch triton_ros tracking.launch.py namespace:=robot1 robot_id:=1 \\
         server_url:=127.0.0.1:8001 image_topic:=/robot1/camera/image_raw
 """
 
+import importlib.util
 import os
+import tempfile
+
+import yaml
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
@@ -32,6 +40,8 @@ from launch_ros.substitutions import FindPackageShare
 
 from triton_ros.ros.launch_support import fail_on_error_exit
 from triton_ros.ros.launch_support import LOG_LEVELS
+from triton_ros.ros.launch_support import node_namespace
+from triton_ros.ros.launch_support import node_parameters
 
 PACKAGE = 'triton_ros'
 DETECT_LAUNCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'detect.launch.py')
@@ -62,12 +72,50 @@ def launch_setup(context, *args, **kwargs):
     track = Node(package=PACKAGE, executable='track_node', name='triton_track',
                  output='screen', parameters=[track_params],
                  arguments=['--ros-args', '--log-level', log_level] if log_level else [])
+    if arg('container').lower() in ('true', '1', 'yes', 'on'):
+        return _container(context, arg, track_params, log_level)
     detect_arguments = dict(DETECT_DEFAULTS, **{name: arg(name) for name in DETECT_ARGUMENTS})
     detect = IncludeLaunchDescription(PythonLaunchDescriptionSource(DETECT_LAUNCH),
                                       launch_arguments=detect_arguments.items())
     namespace = arg('namespace')
     return [GroupAction(([PushRosNamespace(namespace)] if namespace else []) + [
         detect, track, fail_on_error_exit(track)])]
+
+
+def _detect_launch_module():
+    spec = importlib.util.spec_from_file_location('triton_ros_detect_launch', DETECT_LAUNCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _container(context, arg, track_params, log_level):
+    """Both nodes in one ``container`` process, each with its own parameter section."""
+    detect_launch = _detect_launch_module()
+    overrides = {}
+    for name in ('server_url', 'protocol', 'model_name', 'use_sim_time'):
+        if arg(name):
+            overrides[name] = detect_launch.OVERRIDES[name](arg(name))
+    namespace = arg('namespace')
+    (detect_params,) = node_parameters(
+        context, 'triton_detect', namespace,
+        [arg('params_file'), detect_launch.resolve_preset(arg('preset'))], overrides)
+    base = node_namespace(context, namespace).rstrip('/')
+    sections = {f'{base}/triton_detect': {'ros__parameters': detect_params},
+                f'{base}/triton_track': {'ros__parameters': track_params}}
+    with tempfile.NamedTemporaryFile('w', prefix='triton_ros_container_', suffix='.yaml',
+                                     delete=False) as stream:
+        yaml.safe_dump(sections, stream)
+    image = arg('image_topic')
+    container = Node(
+        package=PACKAGE, executable='container', output='screen',
+        arguments=['detect', 'track'] + (['--ros-args', '--log-level', log_level]
+                                         if log_level else []),
+        parameters=[stream.name],
+        remappings=[('triton_detect:image', image),
+                    ('triton_detect:image/compressed', image + '/compressed')])
+    return [GroupAction(([PushRosNamespace(namespace)] if namespace else []) + [
+        container, fail_on_error_exit(container)])]
 
 
 def generate_launch_description():
@@ -104,5 +152,8 @@ def generate_launch_description():
         DeclareLaunchArgument(
             'log_level', default_value='info', choices=LOG_LEVELS,
             description='Logging level of both nodes.'),
+        DeclareLaunchArgument(
+            'container', default_value='false', choices=['true', 'false'],
+            description='Run both nodes in one process (the container executable).'),
         OpaqueFunction(function=launch_setup),
     ])

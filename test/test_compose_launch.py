@@ -86,6 +86,28 @@ def test_tracking_launch_detect_then_track_in_one_namespace(ros_launch):
     assert track == {'robot_id': 7, 'server_url': '10.0.0.5:8001'}
 
 
+def test_tracking_launch_container_option(ros_launch):
+    """container:=true: one process, one parameter file with a section per node."""
+    import yaml
+    launch, launch_ros = ros_launch
+    module = load('tracking.launch.py')
+    nodes, _ = visit(launch, launch_ros, [module.generate_launch_description()], {
+        'namespace': 'robot7', 'robot_id': '7', 'server_url': '10.0.0.5:8001',
+        'params_file': str(DEFAULT_PARAMS), 'preset': 'jetson', 'container': 'true',
+        'image_topic': '/robot7/camera/image_raw'})
+    (node,) = nodes
+    assert node.node_executable == 'container'
+    words = [''.join(getattr(s, 'text', '?') for s in part) for part in node.cmd]
+    assert words[1:3] == ['detect', 'track']
+    assert ('triton_detect:image', '/robot7/camera/image_raw') in node.expanded_remapping_rules
+    ((path, is_file),) = node._Node__expanded_parameter_arguments
+    sections = yaml.safe_load(Path(path).read_text())
+    assert sections['/robot7/triton_track']['ros__parameters'] == {
+        'robot_id': 7, 'server_url': '10.0.0.5:8001'}
+    detect = sections['/robot7/triton_detect']['ros__parameters']
+    assert detect['server_url'] == '10.0.0.5:8001' and detect['max_detections'] == 50
+
+
 def test_tracking_launch_passes_every_detect_argument(ros_launch):
     """No detect.launch.py argument is left to be inherited from an including context."""
     launch, launch_ros = ros_launch
@@ -93,6 +115,7 @@ def test_tracking_launch_passes_every_detect_argument(ros_launch):
     declared = {a.name for a in load('detect.launch.py').generate_launch_description()
                 .get_launch_arguments()}
     assert set(module.DETECT_ARGUMENTS) | set(module.DETECT_DEFAULTS) == declared
+    assert not set(module.DETECT_ARGUMENTS) & set(module.DETECT_DEFAULTS)
 
 
 def test_tracking_launch_included_from_a_stack_with_its_own_arguments(ros_launch):
