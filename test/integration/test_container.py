@@ -70,8 +70,9 @@ def test_container_runs_detect_and_track_in_one_process(triton_server, sample_ba
     try:
         container.wait_for_output("active:", 90)
         container.wait_for_output("ready:", 90)
-        names = {n for n, ns in ros_node.get_node_names_and_namespaces() if ns == "/cont"}
-        assert {"triton_detect", "triton_track"} <= names
+        def names():
+            return {n for n, ns in ros_node.get_node_names_and_namespaces() if ns == "/cont"}
+        assert wait_until(lambda: {"triton_detect", "triton_track"} <= names(), 30), names()
         latencies, tracked = run_robot(ros_node, "/cont", frames, [container])
         results["container"] = (1, rss_mib([container.pid]), latencies)
         assert len(tracked) == FRAMES
@@ -80,7 +81,9 @@ def test_container_runs_detect_and_track_in_one_process(triton_server, sample_ba
         code = container.stop()
     output = container.output()
     assert code == 0 and "Traceback" not in output, output
-    assert "[triton_detect] final counters:" in output
+    assert "[triton_detect] final counters:" in output and "[cont.triton_track]: final counters:" \
+        in output, output
+    assert "Failed to publish log message to rosout" not in output, output
 
     detect = NodeProcess("triton_ros.ros.detect_node", common, namespace="/sep",
                          log_path=tmp_path / "detect.log")
@@ -95,7 +98,47 @@ def test_container_runs_detect_and_track_in_one_process(triton_server, sample_ba
     finally:
         detect.stop()
         track.stop()
+    for process in (detect, track):
+        assert "Failed to publish log message to rosout" not in process.output(), process.output()
     for how, (processes, rss, latencies) in results.items():
         print(f"\n{how}: {processes} process(es), RSS {rss:.0f} MiB, detect->track latency "
               f"median {statistics.median(latencies):.1f} ms, max {max(latencies):.1f} ms "
               f"({len(latencies)} frames)")
+
+
+def test_container_gives_each_node_its_own_parameter_section(ros_node, tmp_path):
+    """What tracking.launch.py container:=true writes: one file, a section per full node name."""
+    import yaml
+
+    from triton_ros.tools.node_process import NodeProcess
+    from test_detect_lifecycle import get_parameters
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({
+        "/r9/triton_detect": {"ros__parameters": {"server_url": "127.0.0.1:1111",
+                                                  "max_detections": 9, "autostart": False}},
+        "/r9/triton_track": {"ros__parameters": {"server_url": "127.0.0.1:2222", "robot_id": 9,
+                                                 "autostart": False}}}))
+    container = NodeProcess("triton_ros.ros.container", {}, namespace="/r9",
+                            log_path=tmp_path / "container.log",
+                            extra_args=["--params-file", str(path), "--", "detect", "track"])
+    try:
+        detect = get_parameters(ros_node, "/r9/triton_detect", ["server_url", "max_detections"],
+                                timeout_s=60.0)
+        track = get_parameters(ros_node, "/r9/triton_track", ["server_url", "robot_id"],
+                               timeout_s=30.0)
+    finally:
+        code = container.stop()
+    assert detect == {"server_url": "127.0.0.1:1111", "max_detections": 9}
+    assert track == {"server_url": "127.0.0.1:2222", "robot_id": 9}
+    assert code == 0, container.output()
+
+
+def test_container_configuration_error_exits_2(tmp_path):
+    from triton_ros.tools.node_process import NodeProcess
+    container = NodeProcess("triton_ros.ros.container", {"protocol": "ftp"},
+                            log_path=tmp_path / "container.log",
+                            extra_args=["--", "detect", "track"])
+    assert container.process.wait(60) == 2, container.output()
+    assert "[container] configuration error in detect: invalid parameters: protocol='ftp'" \
+        in container.output(), container.output()
+    assert "Traceback" not in container.output()

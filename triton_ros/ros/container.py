@@ -22,6 +22,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 
 from triton_ros.model_spec import ModelSpecError
 from triton_ros.ros.params import ParameterError
+from triton_ros.ros.runner import init
 
 #: command-line name -> (module, class)
 NODES = {
@@ -51,7 +52,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
     if len(set(args.nodes)) != len(args.nodes):
         parser.error("each node at most once (rename one with -r <name>:__node:=<new>)")
-    rclpy.init(args=argv)
+    if not init(argv, "container"):  # Ctrl-C: nodes shut down while /rosout still works
+        return 2
     nodes, current = [], None
     try:
         for kind in args.nodes:
