@@ -198,6 +198,13 @@ def test_lifecycle_transitions_against_the_real_server(sample_bag, ros_node, tmp
         status = grpcclient.InferenceServerClient(url).get_system_shared_memory_status(
             as_json=True)
         assert not status.get("regions"), status
+        # ... and the node can be configured and activated again after a cleanup.
+        assert lifecycle(ros_node, name, Transition.TRANSITION_CONFIGURE)
+        assert lifecycle(ros_node, name, Transition.TRANSITION_ACTIVATE)
+        assert wait_until(lambda: images.get_subscription_count() > 0, 30), node.output()
+        raw, _ = bag_messages(sample_bag, IMAGE_TOPIC, 4, every=10)[3]  # a new stamp
+        images.publish(raw)
+        assert wait_until(lambda: len(collector.by_stamp) == 4, 60), node.output()
         assert node.alive()
     finally:
         code = node.stop()
@@ -208,7 +215,7 @@ def test_lifecycle_transitions_against_the_real_server(sample_bag, ros_node, tmp
     (line,) = [ln for ln in output.splitlines() if "final counters:" in ln]
     fields = line.split("final counters: ", 1)[1].split(", ")
     assert all(f.count("=") == 1 and f.split("=")[0] for f in fields), line  # no stray ", "
-    assert "published=3" in fields and "received=3" in fields, line
+    assert "published=4" in fields and "received=4" in fields, line
 
 
 def test_bad_ros_arguments_exit_2_without_traceback(tmp_path):

@@ -304,7 +304,7 @@ class DetectNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Remove subscriptions and publishers (frames already queued are still answered)."""
+        """Remove subscriptions and publishers (frames still in flight: ``dropped_inactive``)."""
         self._active = False
         self._release_topics()
         self.get_logger().info("deactivated: no subscriptions")
@@ -534,7 +534,11 @@ class DetectNode(LifecycleNode):
             self.requests += 1
             self.frames_inferred += len(frames)
         for (camera, received_at, msg), dets, frame in zip(items, results, frames):
-            camera.publisher.publish(detections_to_msg(dets, msg.header))
+            publisher = camera.publisher
+            if publisher is None:  # deactivated while this batch was in flight
+                self._drop(camera, "inactive")
+                continue
+            publisher.publish(detections_to_msg(dets, msg.header))
             with self._lock:
                 camera.counters["published"] += 1
                 self.latencies_ms.append((now - received_at) * 1000.0)
@@ -605,6 +609,7 @@ class DetectNode(LifecycleNode):
         values.update({
             "server": f"{self.client.protocol}://{self.client.url}",
             "model": self.client.model_name, "connection": self.connection.state,
+            "lifecycle_state": self._state_machine.current_state[1],
             "reconnects": str(max(0, self.connection.connects - 1)),
             "connection_losses": str(self.connection.losses),
             "requests": str(self.requests), "frames_inferred": str(self.frames_inferred),
