@@ -1,4 +1,4 @@
-"""detect_node as a managed node; parameter layering and `ros2 param dump` on the real node (issue 9).
+"""detect_node as a managed node; layering and `ros2 param dump` on the real node (issue 9).
 
 Every test starts the real detect node process; values are read back over its GetParameters
 service, as `ros2 param get/dump` does.

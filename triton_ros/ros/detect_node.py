@@ -12,13 +12,14 @@ frames (across cameras and time), flushed when full or after ``max_delay_ms``, o
 ``sync_tolerance_ms`` — one frame per camera with stamps within the tolerance.
 
 Lifecycle (a managed node, like the sequence nodes): constructing never blocks (parameter
-services and ``/diagnostics`` work at once); ``configure`` connects and discovers the model, failing
-with the reason (``TritonClient.check_ready``) while the server is absent; ``activate`` creates the
-subscriptions and publishers; ``deactivate`` removes them; ``cleanup`` stops the workers and releases
-server resources (shared memory regions). ``autostart`` (default true) configures and activates by
-itself: it retries ``configure`` for up to ``server_wait_timeout_s``, then activates anyway and keeps
-reconnecting in the background (frames counted as ``dropped_server_unavailable``), with exponential
-backoff and jitter. Every frame is accounted for on ``/diagnostics``. Boxes are in source image pixels and
+services and ``/diagnostics`` work at once); ``configure`` connects and discovers the model,
+failing with the reason (``TritonClient.check_ready``) while the server is absent; ``activate``
+creates the subscriptions and publishers; ``deactivate`` removes them; ``cleanup`` stops the
+workers and releases server resources (shared memory regions). ``autostart`` (default true)
+configures and activates by itself: it retries ``configure`` for up to ``server_wait_timeout_s``,
+then activates anyway and keeps reconnecting in the background (frames counted as
+``dropped_server_unavailable``), with exponential backoff and jitter. Every frame is accounted
+for on ``/diagnostics``. Boxes are in source image pixels and
 each array carries its source header (stamp, frame_id).
 """
 import collections
