@@ -47,7 +47,8 @@ from triton_ros.decoders import YOLO_BOX_FORMATS, YOLO_VERSIONS, TfodOutputs, Yo
 from triton_ros.detector import DECODERS, Detector, DetectorConfig
 from triton_ros.model_spec import ModelSpecError
 from triton_ros.preprocess import COLOR_ORDERS, RESIZE_MODES, SCALING_MODES
-from triton_ros.ros.messages import (detections_to_msg, image_msg_to_bgr, stamp_to_ns)
+from triton_ros.ros.messages import (SerializedImage, detections_to_msg, image_msg_to_bgr,
+                                     stamp_to_ns)
 from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
 from triton_ros.ros.runner import run_node
 from triton_ros.triton_client import (COMPRESSIONS, PROTOCOLS, SHARED_MEMORY_MODES,
@@ -293,9 +294,11 @@ class DetectNode(LifecycleNode):
                                       if p["subscribe_compressed"] else []))
             for msg_type, leaf in subscriptions:
                 topic = camera.topic(leaf)
+                # Images come serialized (raw=True): the pixels are read in place, not copied
+                # into a message first.
                 self._image_subscriptions.append(self.create_subscription(
                     msg_type, topic, lambda msg, c=camera: self._on_image(c, msg), image_qos,
-                    event_callbacks=self._qos_events(camera, topic)))
+                    event_callbacks=self._qos_events(camera, topic), raw=msg_type is Image))
                 self.get_logger().info(f"camera {name or '(default)'}: "
                                        f"{self.resolve_topic_name(topic)} -> "
                                        f"{self.resolve_topic_name(camera.topic('detections'))}")
@@ -474,6 +477,14 @@ class DetectNode(LifecycleNode):
     def _on_image(self, camera: Camera, msg) -> None:
         with self._lock:
             camera.counters["received"] += 1
+        if isinstance(msg, bytes):  # a serialized Image
+            try:
+                msg = SerializedImage(msg)
+            except ValueError as exc:
+                self._drop(camera, "bad_input")
+                self._report_error(f"bad frame (camera {camera.name or '(default)'}): {exc}",
+                                   kind="bad_input_cdr")
+                return
         # A frame this displaces is counted by the batcher as "stale".
         self.batcher.put(camera.name, stamp_to_ns(msg.header.stamp), (time.monotonic(), msg))
 
