@@ -100,7 +100,7 @@ class GrpcStreamTransport(_Transport):
             raise ValueError(f"a gRPC stream needs protocol grpc, not {endpoint.protocol!r}")
         super().__init__(endpoint)
         self._client = new_tritonclient(endpoint)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()   # send() resets the channel while holding it
         self._open = False
         self._broken = False
         self._stream_id: int | None = None   # correlation id whose headers the stream carries
@@ -143,8 +143,9 @@ class GrpcStreamTransport(_Transport):
 
     def _reset(self) -> None:
         # A fresh channel connects at once, where the old one may wait out its backoff.
-        self._teardown()
-        old, self._client = self._client, new_tritonclient(self.endpoint)
+        with self._lock:
+            self._teardown()
+            old, self._client = self._client, new_tritonclient(self.endpoint)
         try:
             old.close()
         except Exception:  # closing a channel whose server is gone may complain
