@@ -24,7 +24,7 @@ import pytest
 from helpers import video_frames, wait_until
 from sequence_data import model_repository, reference_track_ids, robot_streams
 from test_transport import _tls_args, pki  # noqa: F401 (pki is a fixture)
-from test_track_node import Robot, frame_to_msg, start_tracker, wait_active
+from test_track_node import Diagnostics, Robot, frame_to_msg, start_tracker, wait_active
 from triton_ros.client import Endpoint, SequenceError, TritonClient
 from triton_ros.credentials import auth_headers
 from triton_ros.sequences import SequenceStream, assign_correlation_id
@@ -161,6 +161,7 @@ def test_track_node_streams_over_mutual_tls_with_an_auth_token(secure_servers, p
                                                                start_node, ros_node, tmp_path):
     frames = streams[1][:12]
     robot = Robot(ros_node, "/robot2")
+    diagnostics = Diagnostics(ros_node)
     node = start_tracker(
         start_node, secure_servers["mtls"].grpc_url, "/robot2", 2, ssl=True,
         root_certificates=pki["ca"], private_key=pki["client_key"],
@@ -171,7 +172,12 @@ def test_track_node_streams_over_mutual_tls_with_an_auth_token(secure_servers, p
         robot.publisher.publish(frame_to_msg(frame))
     assert wait_until(lambda: robot.has(frames), 60), (len(robot.tracked), node.output())
     assert robot.ids(frames) == reference_track_ids(frames)
-    assert "s3cret" not in node.output()
+    assert wait_until(lambda: diagnostics.of("/robot2/triton_track")[1].get(
+        "frames_published") == str(len(frames)), 15)
+    values = diagnostics.of("/robot2/triton_track")[1]
+    assert (values["tls"], values["sequence_transport"]) == ("true", "stream")
+    assert values["state_losses"] == "0" and values["frames_failed"] == "0"
+    assert "s3cret" not in node.output() and "s3cret" not in str(values)
 
 
 # -- the routing header, seen on the wire --------------------------------------------------------

@@ -3,6 +3,9 @@
 A :class:`SequenceNode` is a lifecycle node (``autostart`` configures and activates it at start)
 that owns one :class:`triton_ros.sequences.SequenceStream`:
 
+- one client from the connection parameters shared by every node
+  (:mod:`triton_ros.ros.connection_params`: TLS, auth, compression, routing header); the
+  stream's transport comes from it (``client.sequence_transport()``);
 - the correlation id comes from ``robot_id`` / ``correlation_id_range`` / the namespace
   (``stream_index`` and ``stream_name`` tell apart streams of one robot);
 - configure: waits for the server and discovers the model (sequence batching, max idle);
@@ -355,6 +358,8 @@ class SequenceNode(LifecycleNode):
             "sequence_model": self.claim.model, "correlation_id": str(self.claim.correlation_id),
             "stream_key": self.claim.stream_key, "id_method": seq["id_method"],
             "protocol": self.params["protocol"], "lifecycle_active": str(self._active).lower(),
+            "sequence_transport": "stream" if self.client.endpoint.uses_stream else "unary",
+            "tls": str(self.client.endpoint.ssl).lower(),
             "sequence_state": seq["state"], "sequences_started": str(seq["sequences_started"]),
             "sequences_ended": str(seq["sequences_ended"]),
             "state_losses": str(seq["state_losses"]), "keepalives": str(seq["keepalives"]),
