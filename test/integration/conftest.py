@@ -15,13 +15,20 @@ def triton_server(tmp_path_factory):
     """A real tritonserver on 127.0.0.1 serving every model of config/model_repository."""
     from triton_ros.resources import config_path
     from triton_ros.tools.local_server import LocalTritonServer
-    log = tmp_path_factory.mktemp("triton") / "server.log"
     models = sorted(p.parent.name for p in config_path("model_repository").glob("*/config.pbtxt"))
-    server = LocalTritonServer(log_path=log, models=models)
-    try:
-        server.start(timeout_s=120)
-    except Exception as exc:
-        pytest.fail(f"tritonserver did not start ({exc}); log:\n{log.read_text()[-3000:]}")
+    # Ports are picked free (free_port) but only bound when the server starts: another process
+    # may take one in between. Such a start fails with "already in use": retry on new ports.
+    for attempt in range(3):
+        log = tmp_path_factory.mktemp("triton") / "server.log"
+        server = LocalTritonServer(log_path=log, models=models)
+        try:
+            server.start(timeout_s=120)
+            break
+        except Exception as exc:
+            text = log.read_text() if log.exists() else ""
+            if "already in use" in text and attempt < 2:
+                continue
+            pytest.fail(f"tritonserver did not start ({exc}); log:\n{text[-3000:]}")
     yield server
     server.cleanup()
 

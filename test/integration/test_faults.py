@@ -19,7 +19,7 @@ from vision_msgs.msg import Detection2DArray
 from triton_ros.ros.messages import stamp_to_ns
 from triton_ros.tools.local_server import LocalTritonServer, free_port
 
-from helpers import IMAGE_TOPIC, bag_messages, wait_until
+from helpers import IMAGE_TOPIC, bag_messages, wait_matched, wait_until
 from sequence_data import kill_server_hard
 
 DETECT = "triton_ros.ros.detect_node"
@@ -88,9 +88,7 @@ class Probe:
 
     def connect(self, node):
         node.wait_for_output("ready:", timeout_s=90)
-        assert wait_until(lambda: self.publisher.get_subscription_count() > 0, 30), node.output()
-        assert wait_until(lambda: self.node.count_publishers("/cam/dets") > 0 and
-                          self.subscription.get_publisher_count() > 0, 30), node.output()
+        assert wait_matched(self.node, [self.publisher], [self.subscription], 60), node.output()
 
     def publish_one(self):
         msg = self.frames[self.sent % len(self.frames)]
@@ -298,9 +296,7 @@ def test_a_bad_frame_in_a_batch_drops_only_itself(triton_server, sample_bag, sta
         {kv.key: kv.value for s in m.status if s.name == f"triton_ros: {NODE_NAME}"
          for kv in s.values}), 20)
     node.wait_for_output("ready:", timeout_s=90)
-    assert wait_until(lambda: left.get_subscription_count() > 0 and
-                      right.get_subscription_count() > 0 and
-                      all(s.get_publisher_count() > 0 for s in subs), 30), node.output()
+    assert wait_matched(ros_node, [left, right], subs, 60), node.output()
     frames = [msg for _, msg in bag_messages(sample_bag, IMAGE_TOPIC, 3, every=30)]
     float_tiff = cv2.imencode(".tiff", np.zeros((48, 64, 3), np.float32))[1].tobytes()
     for msg in frames:   # same stamps on both cameras: synchronized into one batch

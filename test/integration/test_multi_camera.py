@@ -8,7 +8,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray
 
-from helpers import COMPRESSED_TOPIC, IMAGE_TOPIC, bag_messages, wait_until
+from helpers import (COMPRESSED_TOPIC, IMAGE_TOPIC, bag_messages, unmatched, wait_matched,
+                     wait_until)
 from triton_ros.ros.messages import stamp_to_ns
 
 DETECT = "triton_ros.ros.detect_node"
@@ -22,9 +23,10 @@ class PerCamera:
     def __init__(self, node, cameras, prefix):
         self.got = {camera: [] for camera in cameras}
         self.lock = threading.Lock()
-        for camera in cameras:
+        self.subscriptions = [
             node.create_subscription(Detection2DArray, f"{prefix}/{camera}/detections",
                                      lambda m, c=camera: self._on(c, m), RELIABLE)
+            for camera in cameras]
 
     def _on(self, camera, msg):
         with self.lock:
@@ -55,7 +57,8 @@ def test_four_cameras_at_different_rates_are_batched(triton_server, sample_bag, 
     names = [c.split(":")[0] for c in cameras]
     node = start_node(DETECT, {"server_url": triton_server.grpc_url, "cameras": cameras,
                                "max_delay_ms": 30.0, "queue_size": 2,
-                               "image_reliability": "reliable"}, namespace="/multi")
+                               "image_reliability": "reliable",
+                               "request_timeout_s": 30.0}, namespace="/multi")
     results = PerCamera(ros_node, names, "/multi")
     statuses = []
     ros_node.create_subscription(DiagnosticArray, "/diagnostics",
@@ -65,7 +68,8 @@ def test_four_cameras_at_different_rates_are_batched(triton_server, sample_bag, 
     publishers["cam3"] = ros_node.create_publisher(CompressedImage,
                                                    "/multi/cam3/image/compressed", RELIABLE)
     node.wait_for_output("ready: 4 camera(s)", timeout_s=90)
-    assert wait_until(lambda: all(p.get_subscription_count() for p in publishers.values()), 30)
+    endpoints = {"publishers": list(publishers.values()), "subscriptions": results.subscriptions}
+    assert wait_matched(ros_node, **endpoints, timeout_s=60), unmatched(ros_node, **endpoints)
 
     raw_frames = [m for _, m in bag_messages(sample_bag, IMAGE_TOPIC, 12, every=5)]
     jpeg_frames = [m for _, m in bag_messages(sample_bag, COMPRESSED_TOPIC, 12, every=5)]
@@ -116,7 +120,8 @@ def test_four_cameras_at_different_rates_are_batched(triton_server, sample_bag, 
 def test_synchronized_stereo_pairs(triton_server, sample_bag, start_node, ros_node):
     node = start_node(DETECT, {"server_url": triton_server.grpc_url, "cameras": ["left", "right"],
                                "sync_tolerance_ms": 10.0, "queue_size": 4,
-                               "image_reliability": "reliable"}, namespace="/stereo")
+                               "image_reliability": "reliable",
+                               "request_timeout_s": 30.0}, namespace="/stereo")
     results = PerCamera(ros_node, ["left", "right"], "/stereo")
     statuses = []
     ros_node.create_subscription(DiagnosticArray, "/diagnostics",
@@ -124,7 +129,8 @@ def test_synchronized_stereo_pairs(triton_server, sample_bag, start_node, ros_no
     pubs = {c: ros_node.create_publisher(Image, f"/stereo/{c}/image", RELIABLE)
             for c in ("left", "right")}
     node.wait_for_output("ready: 2 camera(s)", timeout_s=90)
-    assert wait_until(lambda: all(p.get_subscription_count() for p in pubs.values()), 30)
+    endpoints = {"publishers": list(pubs.values()), "subscriptions": results.subscriptions}
+    assert wait_matched(ros_node, **endpoints, timeout_s=60), unmatched(ros_node, **endpoints)
     frames = [m for _, m in bag_messages(sample_bag, IMAGE_TOPIC, 4, every=10)]
     plan = [("left", 0), ("right", 0), ("left", 1),  # left 1 never gets a partner
             ("left", 2), ("right", 2), ("left", 3), ("right", 3)]
@@ -146,19 +152,20 @@ def test_synchronized_stereo_pairs(triton_server, sample_bag, start_node, ros_no
             if "/stereo/triton_detect" in status.name:
                 return {kv.key: kv.value for kv in status.values}
         return {}
-    # The unpaired left frame is reported, and every frame is accounted for.
-    assert wait_until(lambda: stereo_counters().get("camera[left].dropped_unsynced") == "1", 10), (
-        stereo_counters())
-    values = stereo_counters()
-    assert values["frames_received"] == "7" and values["frames_published"] == "6"
-    assert values["frames_dropped_unsynced"] == "1"
+    # The unpaired left frame is reported, and every frame is accounted for. Diagnostics are
+    # periodic: wait for a report that already counts every frame, not just the first change.
+    expected = {"camera[left].dropped_unsynced": "1", "frames_received": "7",
+                "frames_published": "6", "frames_dropped_unsynced": "1"}
+    assert wait_until(lambda: all(stereo_counters().get(k) == v for k, v in expected.items()),
+                      30), stereo_counters()
 
 
 def test_debug_image_and_qos_mismatch_hint(triton_server, sample_bag, start_node, ros_node):
     node = start_node(DETECT, {"server_url": triton_server.grpc_url, "cameras": ["front"],
-                               "image_reliability": "reliable"}, namespace="/dbg")
+                               "image_reliability": "reliable",
+                               "request_timeout_s": 30.0}, namespace="/dbg")
     debug = []
-    ros_node.create_subscription(Image, "/dbg/front/debug_image", debug.append, 5)
+    debug_sub = ros_node.create_subscription(Image, "/dbg/front/debug_image", debug.append, 5)
     best_effort_camera = ros_node.create_publisher(Image, "/dbg/front/image", BEST_EFFORT)
     node.wait_for_output("ready: 1 camera(s)", timeout_s=90)
     # A best-effort camera cannot feed a reliable subscription: the node says so, with a hint.
@@ -167,7 +174,8 @@ def test_debug_image_and_qos_mismatch_hint(triton_server, sample_bag, start_node
     ros_node.destroy_publisher(best_effort_camera)
 
     camera = ros_node.create_publisher(Image, "/dbg/front/image", RELIABLE)
-    assert wait_until(lambda: camera.get_subscription_count() > 0, 30)
+    endpoints = {"publishers": [camera], "subscriptions": [debug_sub]}
+    assert wait_matched(ros_node, **endpoints, timeout_s=60), unmatched(ros_node, **endpoints)
     (_, frame), = bag_messages(sample_bag, IMAGE_TOPIC, 1)
     for _ in range(20):
         camera.publish(frame)

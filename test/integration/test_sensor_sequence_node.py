@@ -18,7 +18,7 @@ from std_msgs.msg import Float32
 from triton_ros.ros.sensor_sequence_node import (features, imu_features, joint_state_features,
                                                  laser_scan_features)
 
-from helpers import wait_until
+from helpers import unmatched, wait_matched, wait_until
 
 SENSOR = "triton_ros.ros.sensor_sequence_node"
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -61,7 +61,7 @@ def test_features_refuse_mixed_layouts_in_one_request():
 class Scores:
     def __init__(self, probe, topic):
         self.values, self.lock = [], threading.Lock()
-        probe.create_subscription(Float32, topic, self._on, RELIABLE)
+        self.subscription = probe.create_subscription(Float32, topic, self._on, RELIABLE)
 
     def _on(self, msg):
         with self.lock:
@@ -115,23 +115,29 @@ def test_imu_and_scan_streams_of_one_robot(triton_server, start_node, ros_node):
     ros_node.create_subscription(
         DiagnosticArray, "/diagnostics",
         lambda m: statuses.update({s.name: s for s in m.status}), 50)
+
+    def values(name):
+        status = statuses.get(f"triton_ros: /robot1/{name}")
+        return (status.level, {kv.key: kv.value for kv in status.values}) if status else (None, {})
     imu_pub = ros_node.create_publisher(Imu, "/robot1/imu", RELIABLE)
     scan_pub = ros_node.create_publisher(LaserScan, "/robot1/scan", RELIABLE)
     for node in (imu_node, scan_node):
         node.wait_for_output("active:", timeout_s=90)
-    assert wait_until(lambda: imu_pub.get_subscription_count() > 0
-                      and scan_pub.get_subscription_count() > 0, 30)
-    assert wait_until(lambda: ros_node.count_publishers("/robot1/imu_motion/motion") > 0
-                      and ros_node.count_publishers("/robot1/scan_motion/motion") > 0, 30)
+    endpoints = {"publishers": [imu_pub, scan_pub],
+                 "subscriptions": [s.subscription for s in (imu_motion, imu_anomaly, scan_motion)]}
+    assert wait_matched(ros_node, **endpoints, timeout_s=60), unmatched(ros_node, **endpoints)
 
     rng = np.random.default_rng(5)
     for _ in range(40):                      # both sensors at rest, interleaved
         imu_pub.publish(imu_msg(rng, 0.0))
         scan_pub.publish(room_scan(rng, None))
         time.sleep(0.01)
+    # Every still sample published (the node counts after publishing), not a fixed pause.
+    assert wait_until(lambda: values("imu_motion")[1].get("frames_published") == "40"
+                      and values("scan_motion")[1].get("frames_published") == "40", 60), (
+        values("imu_motion"), values("scan_motion"))
     assert wait_until(lambda: len(imu_motion.snapshot()) >= 3
                       and len(scan_motion.snapshot()) >= 3, 30)
-    time.sleep(1.0)
     still_imu, still_scan = imu_motion.snapshot(), scan_motion.snapshot()
     assert max(still_imu) < 0.05, still_imu
     for step in range(40):                   # the robot is shaken; something walks by the laser
@@ -143,9 +149,6 @@ def test_imu_and_scan_streams_of_one_robot(triton_server, start_node, ros_node):
     assert wait_until(lambda: scan_motion.snapshot()[-1] > 5 * max(still_scan), 30), (
         still_scan, scan_motion.snapshot()[-5:])
 
-    def values(name):
-        status = statuses.get(f"triton_ros: /robot1/{name}")
-        return (status.level, {kv.key: kv.value for kv in status.values}) if status else (None, {})
     assert wait_until(lambda: values("imu_motion")[1].get("frames_processed") == "80"
                       and values("scan_motion")[1].get("frames_processed") == "80", 20), (
         values("imu_motion"), values("scan_motion"))

@@ -22,7 +22,7 @@ from triton_ros.ros.messages import stamp_to_ns
 from triton_ros.ros.track_node import detections_to_tensors
 from triton_ros.tools.local_server import LocalTritonServer, free_port
 
-from helpers import IMAGE_TOPIC, bag_messages, wait_until
+from helpers import IMAGE_TOPIC, bag_messages, unmatched, wait_matched, wait_until
 from sequence_data import (Frame, continuation_rejected, kill_server_hard, model_repository,
                            reference_track_ids, robot_streams)
 
@@ -62,12 +62,12 @@ class Robot:
     """One robot namespace: publishes detections, collects tracked_detections by stamp."""
 
     def __init__(self, probe, namespace):
-        self.namespace = namespace
+        self.namespace, self.probe = namespace, probe
         self.tracked, self.order, self.lock = {}, [], threading.Lock()
         self.publisher = probe.create_publisher(Detection2DArray, f"{namespace}/detections",
                                                 RELIABLE)
-        probe.create_subscription(Detection2DArray, f"{namespace}/tracked_detections",
-                                  self._on, RELIABLE)
+        self.subscription = probe.create_subscription(
+            Detection2DArray, f"{namespace}/tracked_detections", self._on, RELIABLE)
 
     def _on(self, msg):
         with self.lock:
@@ -87,13 +87,19 @@ class Diagnostics:
     """The latest /diagnostics status of every node, by status name."""
 
     def __init__(self, probe):
-        self.latest, self.lock = {}, threading.Lock()
+        self.latest, self.stamps, self.lock = {}, {}, threading.Lock()
         probe.create_subscription(DiagnosticArray, "/diagnostics", self._on, 50)
 
     def _on(self, msg):
         with self.lock:
             for status in msg.status:
                 self.latest[status.name] = status
+                self.stamps[status.name] = stamp_to_ns(msg.header.stamp)
+
+    def stamp_of(self, node_name) -> int:
+        """When the node published its latest status (its clock, ns; 0 = none yet)."""
+        with self.lock:
+            return self.stamps.get(f"triton_ros: {node_name}", 0)
 
     def of(self, node_name):
         with self.lock:
@@ -110,8 +116,11 @@ def start_tracker(start_node, url, namespace, robot_id, **extra):
 
 
 def wait_active(node, robot, timeout_s=90.0):
+    """The node is active and DDS has matched its input and output with the robot's probe."""
     node.wait_for_output("active:", timeout_s=timeout_s)
-    assert wait_until(lambda: robot.publisher.get_subscription_count() > 0, 30), node.output()
+    endpoints = {"publishers": [robot.publisher], "subscriptions": [robot.subscription]}
+    assert wait_matched(robot.probe, **endpoints, timeout_s=30), (
+        unmatched(robot.probe, **endpoints), node.output()[-2000:])
 
 
 def publish_interleaved(robots, streams, steps, pause_s=0.03):
@@ -138,34 +147,89 @@ def test_detect_node_to_track_node_publishes_persistent_track_ids(
         triton_server, sample_bag, start_node, ros_node):
     detect = start_node(DETECT, {"server_url": triton_server.grpc_url,
                                  "image_reliability": "reliable", "queue_size": 64,
-                                 "image_qos_depth": 64}, namespace="/robot1")
+                                 "image_qos_depth": 64, "request_timeout_s": 30.0},
+                      namespace="/robot1")
     track = start_tracker(start_node, triton_server.grpc_url, "/robot1", 1)
     robot = Robot(ros_node, "/robot1")
-    detections = {}
-    ros_node.create_subscription(Detection2DArray, "/robot1/detections",
-                                 lambda m: detections.__setitem__(stamp_to_ns(m.header.stamp), m),
-                                 RELIABLE)
+    diagnostics = Diagnostics(ros_node)
+    arrays = {}   # every detection array detect_node published, by stamp
+    detections_sub = ros_node.create_subscription(
+        Detection2DArray, "/robot1/detections",
+        lambda m: arrays.__setitem__(stamp_to_ns(m.header.stamp), m), RELIABLE)
     images = ros_node.create_publisher(Image, "/robot1/image", RELIABLE)
+    # Every endpoint the probe publishes to or reads from must be matched before the first image:
+    # the probe's own /robot1/detections endpoints satisfy a plain count, so match per node.
     wait_active(track, robot)
-    assert wait_until(lambda: images.get_subscription_count() > 0, 90), detect.output()
-    assert wait_until(lambda: ros_node.count_publishers("/robot1/detections") > 0, 30)
+    endpoints = {"publishers": [images], "subscriptions": [detections_sub]}
+    assert wait_matched(ros_node, **endpoints, timeout_s=90), (
+        unmatched(ros_node, **endpoints), detect.output()[-2000:])
 
-    messages = bag_messages(sample_bag, IMAGE_TOPIC, 12)  # 12 consecutive frames, 10 fps
+    def detect_counts():
+        """detect_node's (received, handled = published or dropped, published) frame counts."""
+        _, values = diagnostics.of("/robot1/triton_detect")
+        handled = sum(int(v) for k, v in values.items() if k == "frames_published" or (
+            k.startswith("frames_dropped_") and k != "frames_dropped_dds_lost"))
+        return (int(values.get("frames_received", -1)), handled,
+                int(values.get("frames_published", 0)))
+
+    def detect_idle(since_ns):
+        """detect_node reported after ``since_ns`` that it handled every image it received."""
+        received, handled, _ = detect_counts()
+        return diagnostics.stamp_of("/robot1/triton_detect") > since_ns and received == handled
+
+    # The probe sees only its own side of each DDS match, and nothing of detect_node -> track_node
+    # (two other processes): messages published before a match are lost. So prove the whole chain
+    # first with a priming frame (not one under test), re-sent until both its detections and its
+    # tracked array reach the probe; then restart the tracker's sequence (deactivate ENDs it, the
+    # next frame STARTs a fresh one) so that the frames under test are tracked from a clean state.
+    frames_in_bag = bag_messages(sample_bag, IMAGE_TOPIC, 60)
+    messages = frames_in_bag[:12]                   # 12 consecutive frames, 10 fps
+    priming_raw, priming_msg = frames_in_bag[-1]
+    priming = stamp_to_ns(priming_msg.header.stamp)
+
+    def chain_works():
+        return priming in robot.tracked and priming in arrays
+    primes_sent, deadline = 0, time.monotonic() + 120
+    while not chain_works() and time.monotonic() < deadline:
+        images.publish(priming_raw)
+        primes_sent += 1
+        wait_until(chain_works, 10.0)
+    assert chain_works(), (primes_sent, diagnostics.of("/robot1/triton_detect"),
+                           diagnostics.of("/robot1/triton_track"), track.output()[-2000:])
+    primed_at = time.time_ns()   # detect_node counts a frame right after publishing its array
+    assert wait_until(lambda: detect_idle(primed_at), 60), detect_counts()
+    received_before, _, published_before = detect_counts()
+    assert call_lifecycle(ros_node, "/robot1/triton_track", Transition.TRANSITION_DEACTIVATE)
+    assert call_lifecycle(ros_node, "/robot1/triton_track", Transition.TRANSITION_ACTIVATE)
+    with robot.lock:
+        robot.tracked.clear()
+        robot.order.clear()
+
     for raw, _ in messages:
         images.publish(raw)
-        time.sleep(0.1)
+        time.sleep(0.1)                             # the camera's pace, not a wait
+    under_test = {stamp_to_ns(msg.header.stamp) for _, msg in messages}
 
-    # detect_node may drop stale frames under load (newest wins): track what it published.
-    def settled():
-        count = len(detections)
-        time.sleep(2.0)
-        return count == len(detections) >= 6
-    assert wait_until(settled, 120), f"{len(detections)} detection arrays:\n{detect.output()}"
+    # detect_node may drop stale frames under load (newest wins): track what it published,
+    # once it has handled all 12 images and all its arrays have arrived.
+    def published():
+        return {s: m for s, m in list(arrays.items()) if s in under_test}
+
+    def detect_done():
+        received, _, count = detect_counts()
+        return (detect_idle(0) and received - received_before == len(messages)
+                and len(published()) == count - published_before)
+    assert wait_until(detect_done, 120), (detect_counts(), received_before, published_before,
+                                          len(published()), detect.output()[-2000:])
+    detections = published()
+    assert len(detections) >= 6, f"{len(detections)} detection arrays:\n{detect.output()}"
     assert wait_until(lambda: set(detections) <= set(robot.tracked), 60), (
-        f"{len(robot.tracked)}/{len(detections)} tracked; track log:\n{track.output()[-2000:]}")
+        f"{len(robot.tracked)}/{len(detections)} tracked; track log:\n{track.output()[-2000:]}",
+        diagnostics.of("/robot1/triton_track"))
     stamps = list(robot.order)   # the order the tracker saw them in
-    assert sorted(stamps) == sorted(detections), "each array is tracked once"
-    assert set(stamps) <= {stamp_to_ns(msg.header.stamp) for _, msg in messages}
+    assert sorted(stamps) == sorted(detections), "each array is tracked once, no priming frame"
+    assert wait_until(lambda: diagnostics.of("/robot1/triton_track")[1].get(
+        "sequences_started") == "2", 15), diagnostics.of("/robot1/triton_track")
 
     frames = []
     for stamp in stamps:
@@ -337,12 +401,12 @@ def test_correlation_id_collision_is_reported(triton_server, start_node, ros_nod
 ])
 def test_bad_configuration_exits_with_clear_error(start_node, params, message):
     node = start_node(TRACK, params)
-    assert node.process.wait(30) == 2
+    assert node.process.wait(60) == 2
     assert message in node.output()
 
 
 def test_unreachable_server_exits_with_clear_error(start_node):
     node = start_node(TRACK, {"server_url": f"127.0.0.1:{free_port()}",
                               "server_wait_timeout_s": 1.0})
-    assert node.process.wait(30) == 2
+    assert node.process.wait(60) == 2
     assert "not ready" in node.output()
