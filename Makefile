@@ -19,9 +19,12 @@ test: bootstrap
 clean:
 	rm -rf out build install log
 
+# Results: tables on stdout; bench_bridge also writes bench/results/bridge.{json,md} and plots.
 bench: bootstrap
 	$(VENV)/bin/python bench/bench_transport.py
 	$(VENV)/bin/python bench/bench_multicamera.py
+	$(VENV)/bin/python bench/bench_hotpath.py
+	$(VENV)/bin/python bench/bench_bridge.py --profile
 
 # 10-minute soak with a server fault every minute (not in `bench`, not in CI):
 # writes bench/results/soak.{json,png}. Shorter: make bench-soak ARGS="--duration-s 120 --fault-every-s 30"

@@ -40,6 +40,7 @@ setup(
             "track_node = triton_ros.ros.track_node:main",
             "tensor_node = triton_ros.ros.tensor_node:main",
             "sensor_sequence_node = triton_ros.ros.sensor_sequence_node:main",
+            "container = triton_ros.ros.container:main",
             "local_triton_server = triton_ros.tools.local_server:main",
             "make_sample_bag = triton_ros.tools.make_sample_bag:main",
             "replay = triton_ros.tools.replay:main",

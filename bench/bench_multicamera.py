@@ -25,11 +25,11 @@ bounded (``--budget-s``) and stops every process it started, also on Ctrl-C / SI
     .venv/bin/python bench/bench_multicamera.py [--cameras 1,2,4,8] [--duration 8] [--warmup 2]
 """
 import argparse
+import importlib
 import json
 import os
 import re
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -42,11 +42,11 @@ if str(REPO) not in sys.path:  # run from a checkout without installing
 
 import numpy as np  # noqa: E402
 
-from triton_ros.tools.local_env import apply_localhost_ros_env  # noqa: E402
-from triton_ros.tools.node_process import NodeProcess  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import (Probe, check_stamp_patch, cpu_seconds, descendants, fmt,  # noqa: E402
+                     group_cpu_seconds, image_raw, load_avg, load_frames, machine, pct, ratio,
+                     ros_env, start_node, start_server, with_stamp)
 
-VIDEO = REPO / ".cache" / "data" / "vtest.avi"
-SAMPLE_BAG = REPO / ".cache" / "data" / "sample_bag"
 MODEL = "ssd_mobilenet_v2_coco"
 OUTPUT_NAMES = ["num_detections", "detection_boxes", "detection_scores", "detection_classes"]
 MODES = {
@@ -54,63 +54,10 @@ MODES = {
     "batched": {"max_batch_size": 0, "max_delay_ms": 10.0},
     "per-frame": {"max_batch_size": 1, "max_delay_ms": 0.0},
 }
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-# sensor_msgs/Image serialized by rmw_fastrtps (CDR, little endian):
-#   bytes 0..3   encapsulation header 00 01 00 00 (CDR_LE)
-#   bytes 4..7   header.stamp.sec      int32
-#   bytes 8..11  header.stamp.nanosec  uint32
-#   bytes 12..   header.frame_id (uint32 length, chars, NUL), height, width, encoding, is_bigendian,
-#                step, data (uint32 length + pixels)
-# Each distinct frame is serialized once; a message is the same bytes with the stamp replaced.
-STAMP = struct.Struct("<iI")
-
-
-def with_stamp(raw: bytes, stamp_ns: int) -> bytes:
-    """``raw`` (serialized Image) with header.stamp = ``stamp_ns``; one copy of the payload."""
-    return b"".join((raw[:4], STAMP.pack(stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000),
-                     memoryview(raw)[12:]))
-
-
-# -- /proc helpers --
-
-def cpu_seconds(pid: int) -> float | None:
-    """utime + stime of ``pid`` (all its threads), seconds; None when it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def descendants(pid: int) -> list[int]:
-    children = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(text[text.rindex(")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def group_cpu_seconds(pids: list[int]) -> float:
-    return sum(c for c in (cpu_seconds(p) for p in pids) if c is not None)
-
 
 def code_snapshot() -> dict:
     """mtimes of the files the node and the server run: the triton_ros modules detect_node
     imports and the model directory (the working tree may be shared and edited meanwhile)."""
-    import importlib
     importlib.import_module("triton_ros.ros.detect_node")
     paths = {Path(m.__file__) for name, m in list(sys.modules.items())
              if name.split(".")[0] == "triton_ros" and getattr(m, "__file__", None)}
@@ -142,69 +89,12 @@ def git_state() -> dict:
                       .splitlines()]}
 
 
-def load_avg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def pct(values, q):
-    return float(np.percentile(values, q)) if values else None
-
-
-# -- frames --
-
-def load_frames(count: int, width: int, height: int) -> tuple[list, str]:
-    """``count`` distinct real BGR frames resized to width x height (video, else the bag)."""
-    import cv2
-    frames = []
-    capture = cv2.VideoCapture(str(VIDEO))
-    index = 0
-    while len(frames) < count:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        if index % 3 == 0:  # every 3rd frame: more varied content
-            frames.append(cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA))
-        index += 1
-    capture.release()
-    if frames:
-        return frames, f"{VIDEO.relative_to(REPO)} (every 3rd frame, resized)"
-    from rclpy.serialization import deserialize_message
-    from sensor_msgs.msg import Image
-
-    from triton_ros.image_conversion import raw_image_to_bgr
-    from triton_ros.ros.bag_player import read_bag
-    for _, _, _, raw in read_bag(SAMPLE_BAG, ["/camera/image_raw"]):
-        msg = deserialize_message(raw, Image)
-        bgr = raw_image_to_bgr(msg.encoding, msg.height, msg.width, msg.step, msg.data)
-        frames.append(cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA))
-        if len(frames) >= count:
-            break
-    if not frames:
-        raise FileNotFoundError(f"no frames in {VIDEO} or {SAMPLE_BAG}; run scripts/bootstrap.sh")
-    return frames, f"{SAMPLE_BAG.relative_to(REPO)} /camera/image_raw (resized)"
-
-
 def serialized_frames(frames, cameras: int, per_camera: int) -> list[list[bytes]]:
     """Per camera ``per_camera`` serialized Images (own frame_id, different frames per camera)."""
-    from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import Image
-    out = []
-    for cam in range(cameras):
-        raws = []
-        for k in range(per_camera):
-            frame = frames[(cam * 3 + k) % len(frames)]
-            h, w = frame.shape[:2]
-            msg = Image(height=h, width=w, encoding="bgr8", is_bigendian=0, step=w * 3,
-                        data=frame.tobytes())
-            msg.header.frame_id = f"cam{cam}_optical_frame"
-            raws.append(serialize_message(msg))
-        out.append(raws)
-    # Self-check of the stamp patch (the byte offsets documented above).
-    probe = deserialize_message(with_stamp(out[0][0], 1_234_000_000_567), Image)
-    assert out[0][0][:2] == b"\x00\x01", "expected CDR little-endian encapsulation"
-    assert (probe.header.stamp.sec, probe.header.stamp.nanosec) == (1234, 567)
-    assert probe.header.frame_id == "cam0_optical_frame" and bytes(probe.data) == \
-        frames[0].tobytes()
+    out = [[image_raw(frames[(cam * 3 + k) % len(frames)], f"cam{cam}_optical_frame")
+            for k in range(per_camera)] for cam in range(cameras)]
+    check_stamp_patch(out[0][0], Image)
     return out
 
 
@@ -260,63 +150,6 @@ def triton_window(before: dict, after: dict, seconds: float) -> dict:
     }
 
 
-# -- ROS side --
-
-class Probe:
-    """Bench-side rclpy node for one configuration: camera publishers, detection and diagnostics
-    subscriptions. Callbacks run on the shared executor thread."""
-
-    def __init__(self, namespace: str, cameras: int, tag: str):
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image
-        from vision_msgs.msg import Detection2DArray
-        self.namespace = namespace
-        self.node = rclpy.create_node(f"bench_probe_{os.getpid()}_{tag}")
-        sensor = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST,
-                            reliability=ReliabilityPolicy.BEST_EFFORT)
-        reliable = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST,
-                              reliability=ReliabilityPolicy.RELIABLE)
-        self.lock = threading.Lock()
-        self.answered = [dict() for _ in range(cameras)]   # camera -> {stamp_ns: receive ns}
-        self.diagnostics = []                              # (stamp_ns, values) of this node
-        self.publishers = [self.node.create_publisher(Image, f"{namespace}/cam{i}/image", sensor)
-                           for i in range(cameras)]
-        self.detection_topics = [f"{namespace}/cam{i}/detections" for i in range(cameras)]
-        for i, topic in enumerate(self.detection_topics):
-            self.node.create_subscription(Detection2DArray, topic,
-                                          lambda m, i=i: self._on_detections(i, m), reliable)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
-        self._status_name = f"{namespace}/triton_detect"
-
-    def _on_detections(self, camera, msg):
-        now = time.time_ns()
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        with self.lock:
-            self.answered[camera][stamp] = now
-
-    def _on_diagnostics(self, msg):
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        for status in msg.status:
-            if status.name.endswith(self._status_name):
-                values = {kv.key: kv.value for kv in status.values}
-                with self.lock:
-                    self.diagnostics.append((stamp, values))
-
-    def last_diagnostics(self):
-        with self.lock:
-            return self.diagnostics[-1] if self.diagnostics else None
-
-    def connected(self) -> bool:
-        return (all(p.get_subscription_count() > 0 for p in self.publishers) and
-                all(self.node.count_publishers(t) > 0 for t in self.detection_topics) and
-                self.last_diagnostics() is not None)
-
-    def destroy(self):
-        self.node.destroy_node()
-
-
 def counters_delta(first: dict, last: dict) -> dict:
     keys = {k for k in last if k.startswith("frames_")}
     return {k: int(last.get(k, 0)) - int(first.get(k, 0)) for k in sorted(keys)}
@@ -336,18 +169,14 @@ def run_config(n: int, mode: str, args, env, server, client, raws, server_pids, 
     result = {"cameras": n, "mode": mode, "node_params": {k: v for k, v in params.items()
                                                           if k != "server_url"},
               "load_avg_before": load_avg()}
-    probe = Probe(namespace, n, f"n{n}_{mode.replace('-', '')}")
+    probe = Probe(namespace, n, f"n{n}_{mode.replace('-', '')}",
+                  status_name=f"{namespace}/triton_detect")
     EXECUTOR.add_node(probe.node)
-    node = NodeProcess("triton_ros.ros.detect_node", params, namespace=namespace,
-                       log_path=log_dir / f"node_n{n}_{mode}.log", env=env, new_session=True)
-    CURRENT["node"] = node
+    node = None
     try:
-        node.wait_for_output(f"ready: {n} camera(s)", timeout_s=60)
-        deadline = time.monotonic() + 30
-        while not probe.connected():
-            if time.monotonic() > deadline or node.process.poll() is not None:
-                raise RuntimeError(f"no DDS match with the node within 30 s; log {node.log_path}")
-            time.sleep(0.05)
+        node = start_node(params, namespace, log_dir / f"node_n{n}_{mode}.log", env, n)
+        CURRENT["node"] = node
+        probe.wait_connected(node, timeout_s=30)
         time.sleep(0.3)
 
         period = 1.0 / args.fps
@@ -402,7 +231,7 @@ def run_config(n: int, mode: str, args, env, server, client, raws, server_pids, 
             time.sleep(0.05)
         time.sleep(0.3)  # the last detections (reliable) in flight
     finally:
-        result["node_exit_code"] = node.stop()
+        result["node_exit_code"] = node.stop() if node is not None else None
         CURRENT["node"] = None
         EXECUTOR.remove_node(probe.node)
         probe.destroy()
@@ -482,18 +311,6 @@ def rel(path: Path) -> str:
         return str(path.resolve().relative_to(REPO))
     except ValueError:
         return str(path)
-
-
-def fmt(value, digits=1):
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def ratio(a, b):
-    return a / b if a is not None and b else None
 
 
 def print_table(results):
@@ -690,7 +507,7 @@ def main(argv=None) -> int:
         if mode not in MODES:
             raise SystemExit(f"unknown mode {mode!r}; choose from {list(MODES)}")
     started = time.monotonic()
-    env = apply_localhost_ros_env()  # before rclpy.init; children get the same environment
+    env = ros_env()  # before rclpy.init; children get the same environment
     log_dir = args.out.parent / "multicamera_logs"
     log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -705,12 +522,16 @@ def main(argv=None) -> int:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
-    from triton_ros.tools.local_server import LocalTritonServer
     from triton_ros.triton_client import TritonClient
+    # Imported before the code snapshot so that it covers what the harness starts processes with.
+    for module in ("triton_ros.tools.local_server", "triton_ros.tools.node_process"):
+        importlib.import_module(module)
 
-    load_start = load_avg()
+    machine_start = machine()
+    load_start = machine_start["load_avg"]
     code_start, git_start = code_snapshot(), git_state()
-    print(f"bench_multicamera: {os.cpu_count()} CPUs, load average {load_start} "
+    print(f"bench_multicamera: {os.cpu_count()} x {machine_start['cpu_model']}, "
+          f"load average {load_start} "
           f"(1/5/15 min), ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, "
           f"FASTDDS profile {Path(env['FASTDDS_DEFAULT_PROFILES_FILE']).name}", flush=True)
     frames, source = load_frames(32, args.width, args.height)
@@ -719,15 +540,13 @@ def main(argv=None) -> int:
           f"{len(raws[0][0])} bytes/message; {args.fps:g} fps per camera, "
           f"warm-up {args.warmup:g} s + window {args.duration:g} s per configuration", flush=True)
 
-    # Only this model (explicit model control): other models in the repository stay unloaded.
-    server = LocalTritonServer(log_path=log_dir / "tritonserver.log",
-                               extra_args=["--model-control-mode=explicit",
-                                           f"--load-model={MODEL}"])
     client = None
     thread = None
+    server = None
     results, skipped = [], []
     try:
-        server.start(timeout_s=120)
+        # Only this model (explicit model control): other models in the repository stay unloaded.
+        server = start_server([MODEL], log_dir / "tritonserver.log")
         client = TritonClient(server.grpc_url, MODEL, "grpc", timeout_s=30.0)
         client.wait_until_ready(60)
         import tritonclient.grpc as grpcclient
@@ -793,7 +612,8 @@ def main(argv=None) -> int:
             thread.join(timeout=3)
         if client is not None:
             client.close()
-        server.cleanup()
+        if server is not None:
+            server.cleanup()
 
     load_end = load_avg()
     changed_during_run = changed_files(code_start, code_snapshot())
@@ -829,7 +649,7 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "benchmark": "multicamera", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"cpus": os.cpu_count(), "load_avg_start": load_start,
+        "machine": {**machine_start, "load_avg_start": load_start,
                     "load_avg_end": load_end},
         "settings": {"cameras": counts, "modes": {m: MODES[m] for m in modes},
                      "fps_per_camera": args.fps, "warmup_s": args.warmup,

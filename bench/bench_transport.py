@@ -27,12 +27,12 @@ if str(REPO) not in sys.path:  # run from a checkout without installing
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import load_avg, load_frames, machine, markdown_table, start_server  # noqa: E402
 from triton_ros.preprocess import PreprocessConfig, Preprocessor  # noqa: E402
-from triton_ros.tools.local_server import LocalTritonServer  # noqa: E402
 from triton_ros.triton_client import TritonClient  # noqa: E402
 
 MODEL = "tensor_echo_stats"
-VIDEO = REPO / ".cache" / "data" / "vtest.avi"
 SIZES = {"640x640x3": (640, 640), "1920x1080x3": (1080, 1920)}  # name -> (H, W)
 MODES = {  # name -> (protocol, shared_memory)
     "HTTP": ("http", "off"),
@@ -43,14 +43,8 @@ MODES = {  # name -> (protocol, shared_memory)
 
 
 def source_frame(height: int, width: int) -> np.ndarray:
-    """A real BGR frame (vtest.avi's first, resized) or, without the video, a gradient image."""
-    capture = cv2.VideoCapture(str(VIDEO))
-    ok, frame = capture.read()
-    capture.release()
-    if not ok:
-        yy, xx = np.mgrid[0:height, 0:width]
-        return np.dstack([xx % 256, yy % 256, (xx + yy) % 256]).astype(np.uint8)
-    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+    """A real BGR frame (vtest.avi's first, resized)."""
+    return load_frames(1, width, height)[0][0]
 
 
 def stats_ms(seconds: list[float]) -> tuple[float, float, float]:
@@ -58,7 +52,7 @@ def stats_ms(seconds: list[float]) -> tuple[float, float, float]:
     return float(ms.mean()), float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
-def bench_round_trip(server: LocalTritonServer, iterations: int, warmup: int) -> list[tuple]:
+def bench_round_trip(server, iterations: int, warmup: int) -> list[tuple]:
     clients = {}
     for mode, (protocol, shm) in MODES.items():
         url = server.grpc_url if protocol == "grpc" else server.http_url
@@ -117,9 +111,14 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured requests first")
     args = parser.parse_args(argv)
 
-    with LocalTritonServer(extra_args=["--model-control-mode=explicit",
-                                       f"--load-model={MODEL}"]) as server:
+    described = machine()
+    print(f"bench_transport: {described['cpus']} x {described['cpu_model']}, load average "
+          f"{described['load_avg']} (1/5/15 min)")
+    server = start_server([MODEL], REPO / "out" / "bench" / "transport_tritonserver.log")
+    try:
         trips = bench_round_trip(server, args.iterations, args.warmup)
+    finally:
+        server.cleanup()
     print(f"Round trip, batch 1 UINT8, {args.iterations} requests per cell "
           f"(modes interleaved), ms")
     print(f"{'input':<12} {'mode':<9} {'mean':>8} {'p50':>8} {'p99':>8} {'vs HTTP':>8}")
@@ -135,6 +134,11 @@ def main(argv=None) -> int:
     print(f"{'resize':<12} {'dtype':<8} {'layout':<6} {'mean':>8} {'p50':>8} {'vs first':>9}")
     for resize, dtype, layout, mean, p50 in preps:
         print(f"{resize:<12} {dtype:<8} {layout:<6} {mean:8.2f} {p50:8.2f} {mean / base:8.2f}x")
+    print()
+    print(markdown_table(["input", "mode", "mean ms", "p50 ms", "p99 ms", "vs HTTP"],
+                         [[size, mode, f"{mean:.2f}", f"{p50:.2f}", f"{p99:.2f}",
+                           f"{mean / http[size]:.2f}x"] for size, mode, mean, p50, p99 in trips]))
+    print(f"\nload average at end: {load_avg()} (1/5/15 min)")
     return 0
 
 

@@ -1,24 +1,44 @@
 """Launch the triton_ros detection node (``detect_node``, node name ``triton_detect``).
 
-Parameters are layered, later layers winning:
+Parameters are layered, later layers winning, for any combination of files:
 
-1. ``params_file`` (default: ``share/triton_ros/config/detect.yaml``),
-2. ``preset`` (a file of ``config/presets/``, or a path to a YAML file),
-3. explicit launch arguments (``server_url``, ``protocol``, ...), passed on only
+1. the node's declared defaults,
+2. ``params_file`` (default: ``share/triton_ros/config/detect.yaml``; a missing file is an error),
+3. ``preset`` (a file of ``config/presets/``, or a path to a YAML file),
+4. explicit launch arguments (``server_url``, ``protocol``, ...), passed on only
    when they are given (non-empty).
 
-All packaged YAML files use the ``/**`` wildcard. A user ``params_file`` keyed
-by the node's full name (e.g. ``/robot1/triton_detect``) wins over the wildcard
-preset regardless of order, as ROS 2 applies node-specific keys after wildcards.
+The files may be keyed ``/**``, by the node's full name (``/robot1/triton_detect``), with
+``*``/``**`` wildcards or nested namespaces: the launch file keeps what applies to this node
+(wildcard keys first, exact names over them) and passes ONE merged dict
+(:mod:`triton_ros.param_layers`). It does not rely on ``--params-file`` order, because rclpy
+applies file keys in order of first appearance across all files.
+
+A node exiting non-zero (e.g. 2, a configuration error) stops the launch and ``ros2 launch``
+returns non-zero; ``log_level`` and the boolean arguments have declared choices.
 
 Examples::
 
     ros2 launch triton_ros detect.launch.py preset:=jetson image_topic:=/camera/image_raw
     ros2 launch triton_ros detect.launch.py namespace:=robot1 server_url:=10.0.0.5:8001
 
-To compose into a larger stack, include it (optionally under a PushRosNamespace)
-and pass the arguments explicitly: launch configurations of the including file
-(e.g. a ``params_file`` or ``namespace`` of its own) are visible to this one.
+To compose into a larger stack, make sure none of the including file's launch configurations
+reach this file (else its own ``namespace``, ``params_file``, ``use_sim_time`` or ``log_level``
+arguments leak in; a ``namespace`` is then applied twice). Either give EVERY argument of this
+file (``generate_launch_description().get_launch_arguments()`` lists them with their defaults;
+tracking.launch.py does this), which keeps an enclosing ``PushRosNamespace``/``SetRemap``/
+``SetParameter`` in force, or include it under a GroupAction that does not forward them::
+
+    GroupAction(scoped=True, forwarding=False, actions=[
+        PushRosNamespace('robotB'),
+        SetRemap('image', '/robotB/camera/image_raw'),
+        IncludeLaunchDescription(
+            PythonLaunchDescriptionSource(detect_launch_py),
+            launch_arguments={'preset': 'jetson', 'server_url': '10.0.0.5:8001'}.items()),
+    ])
+
+(``forwarding=False`` also drops ``SetParameter``/``PushRosNamespace``/``SetRemap`` of the
+enclosing file: put them inside the group, as above.)
 """
 
 import os
@@ -34,6 +54,10 @@ from launch.substitutions import PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.actions import PushRosNamespace
 from launch_ros.substitutions import FindPackageShare
+
+from triton_ros.ros.launch_support import fail_on_error_exit
+from triton_ros.ros.launch_support import LOG_LEVELS
+from triton_ros.ros.launch_support import node_parameters
 
 PACKAGE = 'triton_ros'
 EXECUTABLE = 'detect_node'
@@ -108,15 +132,10 @@ def resolve_preset(preset):
         f"unknown preset '{preset}'; available: {', '.join(sorted(available)) or 'none'}")
 
 
-def build_parameters(context):
-    """Return the Node parameter list: params_file < preset < given overrides."""
-    parameters = []
+def build_parameters(context, namespace=''):
+    """Return the Node parameter list: ONE dict, params_file < preset < given overrides."""
     params_file = LaunchConfiguration('params_file').perform(context).strip()
-    if params_file:
-        parameters.append(params_file)
     preset_file = resolve_preset(LaunchConfiguration('preset').perform(context))
-    if preset_file:
-        parameters.append(preset_file)
     overrides = {}
     for name, convert in OVERRIDES.items():
         value = LaunchConfiguration(name).perform(context).strip()
@@ -125,9 +144,8 @@ def build_parameters(context):
                 overrides[name] = convert(value)
             except ValueError as error:
                 raise RuntimeError(f"invalid value for '{name}': {error}") from error
-    if overrides:
-        parameters.append(overrides)
-    return parameters
+    return node_parameters(context, NODE_NAME, namespace, [params_file, preset_file],
+                           overrides)
 
 
 def launch_setup(context, *args, **kwargs):
@@ -139,7 +157,7 @@ def launch_setup(context, *args, **kwargs):
         executable=EXECUTABLE,
         name=NODE_NAME,
         output='screen',
-        parameters=build_parameters(context),
+        parameters=build_parameters(context, namespace),
         remappings=[
             ('image', LaunchConfiguration('image_topic').perform(context)),
             ('image/compressed',
@@ -149,7 +167,7 @@ def launch_setup(context, *args, **kwargs):
         arguments=['--ros-args', '--log-level', log_level] if log_level else [],
     )
     actions = [PushRosNamespace(namespace)] if namespace else []
-    return [GroupAction(actions + [node])]
+    return [GroupAction(actions + [node, fail_on_error_exit(node)])]
 
 
 def generate_launch_description():
@@ -202,7 +220,7 @@ def generate_launch_description():
             description='Namespace pushed for the node, relative to any enclosing one. '
                         'Empty for none.'),
         DeclareLaunchArgument(
-            'log_level', default_value='info',
+            'log_level', default_value='info', choices=LOG_LEVELS,
             description='Logging level: debug, info, warn, error or fatal.'),
         OpaqueFunction(function=launch_setup),
     ])

@@ -11,7 +11,8 @@ Per robot, in its namespace (``robot1``, ``robot2``, ... or the names given in `
 
 Every robot gets its own ``robot_id`` (consecutive from ``robot_id_base``, or ``robot_ids``), so
 its sequences get correlation ids no other robot uses (robot_id * 256 + stream index); duplicate
-ids or namespaces fail the launch before anything starts. Robots started by different launch
+ids or namespaces fail the launch before anything starts; a node exiting non-zero stops the
+launch (``ros2 launch`` returns non-zero). Robots started by different launch
 files must use disjoint ids (e.g. ``robot_id_base:=101`` on a second site): see
 docs/sequences.md.
 
@@ -30,6 +31,10 @@ from launch.actions import OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.actions import PushRosNamespace
+
+from triton_ros.ros.launch_support import fail_on_error_exit
+from triton_ros.ros.launch_support import LOG_LEVELS
+from triton_ros.ros.launch_support import node_parameters
 
 PACKAGE = 'triton_ros'
 
@@ -85,7 +90,6 @@ def launch_setup(context, *args, **kwargs):
         common['use_sim_time'] = _to_bool('use_sim_time', use_sim_time)
     # detect_node speaks grpc or http; the sequence nodes also take grpc_unary.
     detect_protocol = 'http' if protocol == 'http' else 'grpc'
-    detect_params = [arg('detect_params_file')] if arg('detect_params_file') else []
     enabled = {name: _to_bool(name, arg(name)) for name in ('detect', 'track', 'imu', 'scan')}
 
     groups = []
@@ -96,7 +100,10 @@ def launch_setup(context, *args, **kwargs):
             nodes.append(Node(
                 package=PACKAGE, executable='detect_node', name='triton_detect',
                 output='screen', arguments=arguments,
-                parameters=detect_params + [dict(common, protocol=detect_protocol)],
+                # Layered in Python: the file's values (whatever its node keys) < these.
+                parameters=node_parameters(context, 'triton_detect', robot.namespace,
+                                           [arg('detect_params_file')],
+                                           dict(common, protocol=detect_protocol)),
                 remappings=[('image', arg('image_topic'))]))
         if enabled['track']:
             nodes.append(Node(
@@ -116,7 +123,8 @@ def launch_setup(context, *args, **kwargs):
                 parameters=[dict(sequence, message_type='sensor_msgs/msg/LaserScan',
                                  stream_index=1)],
                 remappings=[('input', arg('scan_topic'))]))
-        groups.append(GroupAction([PushRosNamespace(robot.namespace)] + nodes))
+        groups.append(GroupAction([PushRosNamespace(robot.namespace)] + nodes
+                                  + [fail_on_error_exit(node) for node in nodes]))
     return groups
 
 
@@ -175,7 +183,7 @@ def generate_launch_description():
             'use_sim_time', default_value='',
             description='Use /clock time (true/false). Empty leaves it unset.'),
         DeclareLaunchArgument(
-            'log_level', default_value='info',
+            'log_level', default_value='info', choices=LOG_LEVELS,
             description='Logging level: debug, info, warn, error or fatal.'),
         OpaqueFunction(function=launch_setup),
     ])

@@ -163,6 +163,17 @@ def _dict_parameters(path):
     return section['ros__parameters']
 
 
+def _node_dict(node):
+    """The node's parameters as launched: one dict, written by launch_ros as one file."""
+    arguments = _parameter_arguments(node)
+    assert len(arguments) == 1 and arguments[0][1], arguments
+    data = _yaml().safe_load(Path(arguments[0][0]).read_text())
+    # launch_ros keys a dict by the full node name, or '/**' when the namespace is unspecified.
+    (key,) = data
+    assert key in (node.node_name, '/**')
+    return data[key]['ros__parameters']
+
+
 def test_declares_arguments(ros_launch):
     _, _, module = ros_launch
     description = module.generate_launch_description()
@@ -186,8 +197,8 @@ def test_defaults(ros_launch):
     assert node.expanded_remapping_rules == [
         ('image', 'image'), ('image/compressed', 'image/compressed'),
         ('detections', 'detections')]
-    # No preset and no explicit overrides: only the params file reaches the node.
-    assert _parameter_arguments(node) == [(str(DEFAULT_PARAMS), True)]
+    # One merged dict (keyed by launch_ros with the node's name): exactly the params file's values.
+    assert _node_dict(node) == _load_parameters(DEFAULT_PARAMS)
 
 
 def test_preset_namespace_and_overrides(ros_launch):
@@ -207,15 +218,11 @@ def test_preset_namespace_and_overrides(ros_launch):
     assert node.expanded_remapping_rules == [
         ('image', '/camera/image_rect'), ('image/compressed', '/camera/image_rect/compressed'),
         ('detections', 'objects')]
-    arguments = _parameter_arguments(node)
-    assert all(is_file for _, is_file in arguments)
-    paths = [path for path, _ in arguments]
-    assert paths[0] == str(DEFAULT_PARAMS)
-    assert Path(paths[1]).resolve() == (PRESETS_DIR / 'remote_server.yaml').resolve()
-    assert len(paths) == 3
+    expected = dict(_load_parameters(DEFAULT_PARAMS))
+    expected.update(_load_parameters(PRESETS_DIR / 'remote_server.yaml'))
     # Only the arguments that were given override, with their ROS types.
-    assert _dict_parameters(paths[2]) == {
-        'server_url': '10.0.0.5:8001', 'model_version': '2', 'use_sim_time': True}
+    expected.update({'server_url': '10.0.0.5:8001', 'model_version': '2', 'use_sim_time': True})
+    assert _node_dict(node) == expected
 
 
 def test_enclosing_namespace(ros_launch):
@@ -235,8 +242,8 @@ def test_preset_by_path(ros_launch):
     preset = PRESETS_DIR / 'jetson.yaml'
     (node,) = _run(launch, launch_ros, [module.generate_launch_description()], {
         'params_file': str(DEFAULT_PARAMS), 'preset': str(preset)})
-    paths = [path for path, _ in _parameter_arguments(node)]
-    assert paths == [str(DEFAULT_PARAMS), str(preset)]
+    expected = dict(_load_parameters(DEFAULT_PARAMS), **_load_parameters(preset))
+    assert _node_dict(node) == expected
 
 
 @pytest.mark.parametrize('configurations', [
@@ -249,3 +256,103 @@ def test_invalid_arguments(ros_launch, configurations):
     configurations = dict(configurations, params_file=str(DEFAULT_PARAMS))
     with pytest.raises(RuntimeError):
         _run(launch, launch_ros, [module.generate_launch_description()], configurations)
+
+
+# --- Issue 9: layering, bad arguments, exit codes, including ----------------------------
+
+
+def test_node_keyed_params_file_loses_to_preset_and_arguments(ros_launch, tmp_path):
+    """Defect 1: a user file keyed by the node's full name no longer beats preset/arguments."""
+    launch, launch_ros, module = ros_launch
+    user = tmp_path / 'my.yaml'
+    user.write_text(_yaml().safe_dump({'/robot1/triton_detect': {'ros__parameters': {
+        'server_url': '127.0.0.1:1111', 'score_threshold': 0.7, 'input_width': 320}},
+        '/other_robot/triton_detect': {'ros__parameters': {'input_height': 99}}}))
+    (node,) = _run(launch, launch_ros, [module.generate_launch_description()], {
+        'params_file': str(user), 'preset': 'jetson', 'namespace': 'robot1',
+        'server_url': '127.0.0.1:18251'})
+    parameters = _node_dict(node)
+    assert parameters['server_url'] == '127.0.0.1:18251'      # argument > preset > file
+    assert parameters['score_threshold'] == 0.5               # preset > file
+    assert parameters['max_detections'] == 50                 # preset
+    assert parameters['input_width'] == 320                   # file > defaults
+    assert 'input_height' not in parameters                   # another node's section
+
+
+def test_missing_params_file_is_an_error(ros_launch, tmp_path):
+    launch, launch_ros, module = ros_launch
+    with pytest.raises(RuntimeError, match='does not exist'):
+        _run(launch, launch_ros, [module.generate_launch_description()],
+             {'params_file': str(tmp_path / 'nonexistent.yaml')})
+
+
+def test_log_level_has_declared_choices(ros_launch):
+    launch, launch_ros, module = ros_launch
+    with pytest.raises(RuntimeError, match='verbose'):
+        _run(launch, launch_ros, [module.generate_launch_description()],
+             {'params_file': str(DEFAULT_PARAMS), 'log_level': 'verbose'})
+    arguments = {a.name: a for a in module.generate_launch_description().get_launch_arguments()}
+    assert arguments['log_level'].choices == ['debug', 'info', 'warn', 'error', 'fatal']
+
+
+def test_node_exiting_2_makes_the_launch_return_non_zero(ros_launch):
+    """Defect 5: a real detect_node exiting 2 (bad server_url) fails the whole launch."""
+    import sys
+
+    launch, _, _ = ros_launch
+    from triton_ros.ros.launch_support import fail_on_error_exit
+    node = launch.actions.ExecuteProcess(
+        cmd=[sys.executable, '-m', 'triton_ros.ros.detect_node', '--ros-args',
+             '-p', 'server_url:=notaurl'],
+        cwd=str(ROOT), output='screen', name='triton_detect')
+    sleeper = launch.actions.ExecuteProcess(cmd=['sleep', '120'], name='other_node')
+    service = launch.LaunchService()
+    service.include_launch_description(
+        launch.LaunchDescription([node, sleeper, fail_on_error_exit(node)]))
+    assert service.run() == 1   # and the other process was stopped (run() returned)
+
+
+def _including_file(module_path, forwarding):
+    """A robot stack's launch file with arguments of its own, including detect.launch.py."""
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, GroupAction, IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    from launch_ros.actions import PushRosNamespace, SetRemap
+    include = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(str(module_path)),
+        launch_arguments={'params_file': str(DEFAULT_PARAMS), 'preset': 'jetson'}.items())
+    return LaunchDescription([
+        DeclareLaunchArgument('namespace', default_value='robotB'),
+        DeclareLaunchArgument('use_sim_time', default_value='true'),
+        DeclareLaunchArgument('log_level', default_value='debug'),
+        GroupAction(scoped=True, forwarding=forwarding, actions=[
+            PushRosNamespace('robotB'),
+            SetRemap('image', '/robotB/camera/image_raw'),
+            include]),
+    ])
+
+
+def test_include_pattern_does_not_leak_arguments(ros_launch):
+    """Defect 6: the documented include pattern (GroupAction forwarding=False)."""
+    launch, launch_ros, _ = ros_launch
+    (node,) = _run(launch, launch_ros, [_including_file(LAUNCH_FILE, forwarding=False)], {})
+    assert node.node_name == '/robotB/triton_detect'
+    assert ('image', '/robotB/camera/image_raw') in node.expanded_remapping_rules
+    parameters = _node_dict(node)
+    assert 'use_sim_time' not in parameters and parameters['max_detections'] == 50
+    assert ['--log-level', 'info'] == _log_level_arguments(node)
+
+
+def test_plain_include_leaks_arguments(ros_launch):
+    """Why the pattern is needed: a forwarding include sees the stack's own arguments."""
+    launch, launch_ros, _ = ros_launch
+    (node,) = _run(launch, launch_ros, [_including_file(LAUNCH_FILE, forwarding=True)], {})
+    assert node.node_name == '/robotB/robotB/triton_detect'
+    assert _node_dict(node)['use_sim_time'] is True
+    assert ['--log-level', 'debug'] == _log_level_arguments(node)
+
+
+def _log_level_arguments(node):
+    words = [''.join(getattr(s, 'text', '?') for s in part) for part in node.cmd]
+    index = words.index('--log-level')
+    return words[index:index + 2]

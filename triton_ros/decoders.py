@@ -30,10 +30,16 @@ class TfodOutputs:
         return [self.num_detections, self.boxes, self.scores, self.classes]
 
 
+def label_names(labels: LabelMap, ids: np.ndarray) -> list[str]:
+    """``labels.name(i)`` for every id of ``ids`` (one pass over a Python list, no per-id calls)."""
+    names, count = labels.names, len(labels.names)
+    return [names[i] if 0 <= i < count and names[i] else f"class_{i}" for i in ids.tolist()]
+
+
 def decode_tfod(outputs: dict[str, np.ndarray], input_width: int, input_height: int,
                 spec: TfodOutputs, labels: LabelMap) -> list[Detections]:
     """``num [B] or [B, 1]``, ``boxes [B, K, 4]``, ``scores [B, K]``, ``classes [B, K]``."""
-    boxes = np.asarray(outputs[spec.boxes], np.float64)
+    boxes = np.asarray(outputs[spec.boxes])
     scores = np.asarray(outputs[spec.scores], np.float32)
     classes = np.asarray(outputs[spec.classes])
     counts = np.asarray(outputs[spec.num_detections]).reshape(-1)
@@ -42,18 +48,18 @@ def decode_tfod(outputs: dict[str, np.ndarray], input_width: int, input_height: 
         raise ValueError(f"TF-OD outputs have shapes boxes {list(boxes.shape)}, scores "
                          f"{list(scores.shape)}, num_detections {counts.size} values; "
                          "expected [B, K, 4], [B, K] and B values")
-    if spec.box_format == "yxyx":
-        boxes = boxes[..., [1, 0, 3, 2]]
-    elif spec.box_format != "xyxy":
+    if spec.box_format not in ("yxyx", "xyxy"):
         raise ValueError(f"box_format {spec.box_format!r} not in ['yxyx', 'xyxy']")
-    if spec.normalized:
-        boxes = boxes * np.array([input_width, input_height, input_width, input_height])
+    order = [1, 0, 3, 2] if spec.box_format == "yxyx" else [0, 1, 2, 3]
+    scale = (np.array([input_width, input_height, input_width, input_height], np.float64)
+             if spec.normalized else np.ones(4))  # float64 either way: boxes contract
     results = []
     for item in range(len(boxes)):
+        # Only the first n rows are valid: reorder and scale those (one copy, one multiply).
         n = int(min(max(counts[item], 0), boxes.shape[1]))
         ids = np.rint(classes[item, :n]).astype(np.int64) - spec.class_offset
-        results.append(Detections(boxes[item, :n], scores[item, :n], ids,
-                                  [labels.name(int(i)) for i in ids]))
+        results.append(Detections(boxes[item, :n][:, order] * scale, scores[item, :n], ids,
+                                  label_names(labels, ids)))
     return results
 
 
@@ -253,4 +259,4 @@ def _decode_yolo_item(pred: np.ndarray, head: int, spec: YoloOutputs, labels: La
     kept = np.asarray(kept, np.int64).reshape(-1)
     kept = kept[np.argsort(-scores[kept], kind="stable")][:max_detections]
     return Detections(boxes[kept], scores[kept], class_ids[kept],
-                      [labels.name(int(i)) for i in class_ids[kept]])
+                      label_names(labels, class_ids[kept]))

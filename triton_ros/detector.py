@@ -98,25 +98,39 @@ class Detector:
         self.max_batch = max(1, self.spec.max_batch_size)
 
     def detect(self, frames: list[np.ndarray]) -> list[Detections]:
-        return self.detect_prepared([self.preprocess(frame) for frame in frames])
+        results = []
+        for start in range(0, len(frames), self.max_batch):
+            chunk = frames[start:start + self.max_batch]
+            # Pre-process straight into the batch tensor: no per-frame tensor, no stacking copy.
+            batch = np.empty((len(chunk), *self.preprocess.output_shape()), self.preprocess.dtype)
+            prepared = [self.preprocess(frame, out=slot) for frame, slot in zip(chunk, batch)]
+            results += self._run(batch, prepared)
+        return results
 
     def detect_prepared(self, prepared: list) -> list[Detections]:
         """Like :meth:`detect` for frames already run through ``self.preprocess``."""
         results = []
         for start in range(0, len(prepared), self.max_batch):
             chunk = prepared[start:start + self.max_batch]
-            batch = np.stack([tensor for tensor, _ in chunk])
-            if self.spec.max_batch_size == 0:
-                batch = batch[0]
-            outputs = self.client.infer({self.input_name: batch}, self.output_names)
-            if self.spec.max_batch_size == 0:
-                outputs = {k: v[None] for k, v in outputs.items()}
-            cfg = self.cfg  # read once: dynamic parameters may replace it meanwhile
-            for dets, (_, transform) in zip(self._decode(outputs, cfg), chunk):
-                dets = filter_detections(dets, cfg.score_threshold, cfg.max_detections,
-                                         cfg.class_filter)
-                dets.boxes = transform.boxes_to_source(dets.boxes)
-                results.append(dets)
+            # One frame (the common case): a view with a batch dim, not a copy.
+            batch = chunk[0][0][None] if len(chunk) == 1 else np.stack([t for t, _ in chunk])
+            results += self._run(batch, chunk)
+        return results
+
+    def _run(self, batch: np.ndarray, chunk: list) -> list[Detections]:
+        """One request for ``batch`` [B, ...]; ``chunk``: the B (tensor, transform) pairs."""
+        results = []
+        if self.spec.max_batch_size == 0:
+            batch = batch[0]
+        outputs = self.client.infer({self.input_name: batch}, self.output_names)
+        if self.spec.max_batch_size == 0:
+            outputs = {k: v[None] for k, v in outputs.items()}
+        cfg = self.cfg  # read once: dynamic parameters may replace it meanwhile
+        for dets, (_, transform) in zip(self._decode(outputs, cfg), chunk):
+            dets = filter_detections(dets, cfg.score_threshold, cfg.max_detections,
+                                     cfg.class_filter)
+            dets.boxes = transform.boxes_to_source(dets.boxes)
+            results.append(dets)
         return results
 
     def _decode(self, outputs, cfg: DetectorConfig):

@@ -4,6 +4,8 @@ Used where ``cv_bridge`` is absent (and for CompressedImage everywhere). Argumen
 fields; the returned array is uint8 ``[H, W, 3]`` BGR or ``[H, W]`` mono and may be a zero-copy view
 of ``data`` (do not mutate it).
 """
+import struct
+
 import cv2
 import numpy as np
 
@@ -87,3 +89,63 @@ def compressed_image_to_bgr(fmt: str, data) -> np.ndarray:
         raise ImageDecodeError(f"CompressedImage (format {fmt!r}) has {channels} channels; "
                                "expected 1 (mono), 3 (BGR) or 4 (BGRA)")
     return image
+
+
+_U32 = struct.Struct("<I")
+_STAMP = struct.Struct("<iI")
+
+
+def _cdr_string(raw, offset: int) -> tuple[str, int]:
+    """A CDR (little-endian) string at ``offset`` (4-aligned) -> (text, offset after it)."""
+    (length,) = _U32.unpack_from(raw, offset)
+    offset += 4
+    if length == 0 or offset + length > len(raw):
+        raise ImageDecodeError(f"serialized Image: bad string length {length} at {offset - 4}")
+    return bytes(raw[offset:offset + length - 1]).decode("utf-8", "replace"), offset + length
+
+
+def image_cdr_fields(raw) -> dict:
+    """The fields of a serialized ``sensor_msgs/Image`` (CDR little endian, as rmw_fastrtps and
+    rosbag2 store it), without building the message: ``sec``, ``nanosec``, ``frame_id``,
+    ``height``, ``width``, ``encoding``, ``is_bigendian``, ``step`` and ``data``, a zero-copy
+    memoryview of the pixels inside ``raw``.
+
+    Written by hand because rclpy's deserialization copies the whole pixel buffer into a Python
+    ``array`` (6 MB per 1080p frame) before any conversion can start; this reads the ~60 header
+    bytes and points into the buffer. Raises :class:`ImageDecodeError` when ``raw`` is not such
+    a message (big-endian encapsulation, truncated, lengths out of range).
+    """
+    view = memoryview(raw).cast("B")
+    if len(view) < 32 or view[0] != 0 or view[1] != 1:
+        raise ImageDecodeError("serialized Image: not a little-endian CDR message "
+                               f"({len(view)} bytes, header {bytes(view[:4]).hex()})")
+
+    def align(offset: int) -> int:  # CDR aligns relative to the end of the 4-byte header
+        return 4 + ((offset - 4 + 3) & ~3)
+    try:
+        sec, nanosec = _STAMP.unpack_from(view, 4)
+        frame_id, offset = _cdr_string(view, 12)
+        offset = align(offset)
+        height, width = _U32.unpack_from(view, offset)[0], _U32.unpack_from(view, offset + 4)[0]
+        encoding, offset = _cdr_string(view, offset + 8)
+        is_bigendian = view[offset]
+        offset = align(offset + 1)
+        (step,) = _U32.unpack_from(view, offset)
+        (size,) = _U32.unpack_from(view, offset + 4)
+    except struct.error as exc:
+        raise ImageDecodeError(f"serialized Image: truncated ({len(view)} bytes)") from exc
+    start = offset + 8
+    if start + size > len(view):
+        raise ImageDecodeError(f"serialized Image: data of {size} bytes at {start} overruns the "
+                               f"{len(view)}-byte message")
+    return {"sec": sec, "nanosec": nanosec, "frame_id": frame_id, "height": height,
+            "width": width, "encoding": encoding, "is_bigendian": bool(is_bigendian),
+            "step": step, "data": view[start:start + size]}
+
+
+def image_cdr_to_bgr(raw) -> tuple[dict, np.ndarray]:
+    """(fields, pixels) of a serialized Image: :func:`image_cdr_fields` + :func:`raw_image_to_bgr`
+    (the pixels a zero-copy view into ``raw`` where the encoding needs no conversion)."""
+    fields = image_cdr_fields(raw)
+    return fields, raw_image_to_bgr(fields["encoding"], fields["height"], fields["width"],
+                                    fields["step"], fields["data"], fields["is_bigendian"])

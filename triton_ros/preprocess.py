@@ -12,6 +12,7 @@ Scaling modes follow Triton's ``image_client.py``: NONE (raw 0..255), INCEPTION 
 VGG (x - per-channel mean, BGR means ordered to the colour order); plus UNIT (x/255, what
 Ultralytics YOLO exports expect); explicit mean/std override.
 """
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -35,12 +36,13 @@ class ImageTransform:
 
     def boxes_to_source(self, boxes_xyxy: np.ndarray) -> np.ndarray:
         """Map ``[K, 4]`` x1, y1, x2, y2 boxes in model-input pixels to source pixels (clipped)."""
-        boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4).copy()
-        boxes[:, [0, 2]] = (boxes[:, [0, 2]] - self.offset_x) / self.scale_x
-        boxes[:, [1, 3]] = (boxes[:, [1, 3]] - self.offset_y) / self.scale_y
-        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, self.source_width)
-        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, self.source_height)
-        return boxes
+        boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+        offset = np.array([self.offset_x, self.offset_y, self.offset_x, self.offset_y])
+        scale = np.array([self.scale_x, self.scale_y, self.scale_x, self.scale_y])
+        limit = np.array([self.source_width, self.source_height] * 2, np.float64)
+        out = np.subtract(boxes, offset)  # a new array: the input is never modified
+        out /= scale
+        return np.clip(out, 0.0, limit, out=out)
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class Preprocessor:
         mean, std = self._normalisation()
         self._mean = None if mean is None else np.asarray(mean, np.float32)
         self._std = None if std is None else np.asarray(std, np.float32)
+        self._local = threading.local()  # per-thread scratch images (callers may be threads)
 
     def _normalisation(self):
         cfg = self.cfg
@@ -127,14 +130,17 @@ class Preprocessor:
             return mean, None
         return None, None
 
-    def _resize(self, frame: np.ndarray, tf: ImageTransform) -> np.ndarray:
+    def _resize(self, frame: np.ndarray, tf: ImageTransform, dst=None) -> np.ndarray:
+        """The resized frame; for stretch mode written into ``dst`` when given (same shape)."""
         cfg = self.cfg
         new_w = round(tf.source_width * tf.scale_x)
         new_h = round(tf.source_height * tf.scale_y)
+        if cfg.resize == "stretch":
+            if (new_w, new_h) == (frame.shape[1], frame.shape[0]):
+                return frame
+            return cv2.resize(frame, (new_w, new_h), dst=dst, interpolation=cv2.INTER_LINEAR)
         if (new_w, new_h) != (frame.shape[1], frame.shape[0]):
             frame = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-        if cfg.resize == "stretch":
-            return frame
         ox, oy = int(tf.offset_x), int(tf.offset_y)
         if cfg.resize == "letterbox":
             return cv2.copyMakeBorder(frame, oy, cfg.height - new_h - oy, ox,
@@ -142,32 +148,76 @@ class Preprocessor:
                                       value=(cfg.pad_value,) * 3)
         return frame[-oy:-oy + cfg.height, -ox:-ox + cfg.width]
 
-    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, ImageTransform]:
-        """Pre-process one BGR/mono uint8 frame; returns (tensor without batch dim, transform)."""
+    def output_shape(self) -> tuple[int, int, int]:
+        """Shape of one pre-processed tensor (no batch dim); its dtype is ``self.dtype``."""
+        cfg = self.cfg
+        if cfg.layout == "NCHW":
+            return (cfg.channels, cfg.height, cfg.width)
+        return (cfg.height, cfg.width, cfg.channels)
+
+    def __call__(self, frame: np.ndarray, out: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, ImageTransform]:
+        """Pre-process one BGR/mono uint8 frame; returns (tensor without batch dim, transform).
+
+        ``out``: an array of :meth:`output_shape` and ``self.dtype`` (e.g. one slot of a batch or
+        a view of a shared memory region) to write the tensor into; it is then the tensor
+        returned. Without it the tensor is a new array. ``frame`` is never modified.
+
+        Passes over the pixels: the resize (into a per-thread scratch image, reused), then one
+        pass that writes the result: the channel swap (uint8 RGB), or subtract/divide straight
+        into the result's layout (float32, NHWC or NCHW; one more pass for each of mean and std).
+        """
         if (frame.dtype != np.uint8 or frame.ndim not in (2, 3) or frame.size == 0
                 or frame.shape[2:] not in ((), (3,))):
             raise ValueError(f"expected a non-empty uint8 [H, W] or [H, W, 3] frame, got "
                              f"{frame.dtype} {list(frame.shape)}")
         cfg = self.cfg
+        shape = self.output_shape()
+        if out is not None and (out.shape != shape or out.dtype != self.dtype):
+            raise ValueError(f"out must be {self.dtype} {list(shape)}, got {out.dtype} "
+                             f"{list(out.shape)}")
         src_h, src_w = frame.shape[:2]
         tf = plan_transform(src_w, src_h, cfg)
-        image = self._resize(frame, tf)
+        scratch = None
+        if cfg.resize == "stretch":
+            scratch = self._scratch((cfg.height, cfg.width) + frame.shape[2:])
+        image = self._resize(frame, tf, dst=scratch)
         if cfg.channels == 1:
             if image.ndim == 3:
                 image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
             image = image[:, :, None]
+        elif image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        swap = cfg.channels == 3 and cfg.color_order == "RGB"
+        floating = self._mean is not None or self._std is not None or self.dtype != np.uint8
+        if floating and self.dtype != np.float32:  # e.g. float16: compute in float32, cast
+            image = self._normalise(cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if swap else image,
+                                    np.empty(image.shape, np.float32)).astype(self.dtype)
+            floating = swap = False
+        result = out if out is not None else np.empty(shape, self.dtype)
+        hwc = result.transpose(1, 2, 0) if cfg.layout == "NCHW" else result  # a view of it
+        if floating:  # float32: written straight into the result, whatever its layout
+            self._normalise(image[:, :, ::-1] if swap else image, hwc)
+        elif swap and cfg.layout == "NHWC" and result.flags.c_contiguous:
+            cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=result)  # cv2 writes it in place
         else:
-            if image.ndim == 2:
-                image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-            if cfg.color_order == "RGB":
-                image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        if self._mean is not None or self._std is not None or self.dtype != np.uint8:
-            image = image.astype(np.float32)
-            if self._mean is not None:
-                image -= self._mean
-            if self._std is not None:
-                image /= self._std
-            image = image.astype(self.dtype, copy=False)
-        if cfg.layout == "NCHW":
-            image = image.transpose(2, 0, 1)
-        return np.ascontiguousarray(image), tf
+            np.copyto(hwc, image[:, :, ::-1] if swap else image)
+        return result, tf
+
+    def _normalise(self, image: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """``(image - mean) / std`` (each when set) into ``dst`` (float32 HWC, any strides)."""
+        if self._mean is not None:
+            np.subtract(image, self._mean, out=dst, dtype=np.float32)
+        else:
+            np.copyto(dst, image, casting="unsafe")
+        if self._std is not None:
+            np.divide(dst, self._std, out=dst)
+        return dst
+
+    def _scratch(self, shape: tuple) -> np.ndarray:
+        """This thread's reusable uint8 image of ``shape`` (the resize target)."""
+        buffers = self._local.__dict__.setdefault("buffers", {})
+        buffer = buffers.get(shape)
+        if buffer is None:
+            buffer = buffers[shape] = np.empty(shape, np.uint8)
+        return buffer

@@ -15,6 +15,7 @@ per tensor and re-creates it only when a bigger one is needed.
 """
 import itertools
 import logging
+import math
 import os
 import re
 import threading
@@ -100,11 +101,26 @@ class Region:
                                                             create_only=True)
 
     def write(self, array: np.ndarray) -> None:
-        """Copy a numeric array (``nbytes <= byte_size``) to the start of the region."""
+        """Copy a numeric array (``nbytes <= byte_size``, any strides) to the start of the
+        region, C order, in one pass (a strided array is not first made contiguous)."""
         if array.nbytes > self.byte_size:
             raise ValueError(f"{array.nbytes} bytes do not fit region {self.name} "
                              f"({self.byte_size} bytes)")
-        tshm.set_shared_memory_region(self._handle, [np.ascontiguousarray(array)])
+        view = tshm.get_contents_as_numpy(self._handle, array.dtype, array.shape)
+        try:
+            np.copyto(view, array, casting="no")
+        finally:
+            del view  # drop the buffer export so the region can be closed later
+
+    def array(self, dtype, shape) -> np.ndarray:
+        """A writable C-order view of the region's start as ``dtype[shape]`` (no copy), for
+        producers that write a tensor straight into the region (e.g. ``Preprocessor(out=)``).
+        Drop every such view before :meth:`destroy`."""
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        if nbytes > self.byte_size:
+            raise ValueError(f"{nbytes} bytes do not fit region {self.name} "
+                             f"({self.byte_size} bytes)")
+        return tshm.get_contents_as_numpy(self._handle, np.dtype(dtype), list(shape))
 
     def read(self, dtype, shape) -> np.ndarray:
         """A copy (safe after the region is reused) of the region's start as ``dtype[shape]``."""

@@ -11,9 +11,15 @@ counted); ``max_in_flight`` workers each take a batch of up to the model's ``max
 frames (across cameras and time), flushed when full or after ``max_delay_ms``, or — with
 ``sync_tolerance_ms`` — one frame per camera with stamps within the tolerance.
 
-Server: waits ``server_wait_timeout_s`` at start, then keeps running while the server is away
-(frames counted as ``dropped_server_unavailable``), reconnecting with exponential backoff and
-jitter. Every frame is accounted for on ``/diagnostics``. Boxes are in source image pixels and
+Lifecycle (a managed node, like the sequence nodes): constructing never blocks (parameter
+services and ``/diagnostics`` work at once); ``configure`` connects and discovers the model,
+failing with the reason (``TritonClient.check_ready``) while the server is absent; ``activate``
+creates the subscriptions and publishers; ``deactivate`` removes them; ``cleanup`` stops the
+workers and releases server resources (shared memory regions). ``autostart`` (default true)
+configures and activates by itself: it retries ``configure`` for up to ``server_wait_timeout_s``,
+then activates anyway and keeps reconnecting in the background (frames counted as
+``dropped_server_unavailable``), with exponential backoff and jitter. Every frame is accounted
+for on ``/diagnostics``. Boxes are in source image pixels and
 each array carries its source header (stamp, frame_id).
 """
 import collections
@@ -27,7 +33,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
 from rclpy.validate_topic_name import InvalidTopicNameException, validate_topic_name
@@ -118,6 +124,8 @@ PARAMETERS = [
               "publish <camera>/debug_image with boxes drawn (only while subscribed)"),
     ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics reports, seconds",
               min_value=0.1, max_value=60.0),
+    ParamSpec("autostart", True, "configure and activate at start, waiting for the server in the "
+              "background (else wait for lifecycle transitions)"),
 ]
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
@@ -160,7 +168,7 @@ class Camera:
         return f"{self.name}/{leaf}" if self.name else leaf
 
 
-class DetectNode(Node):
+class DetectNode(LifecycleNode):
     NODE_NAME = "triton_detect"
     def __init__(self, **kwargs):
         super().__init__(self.NODE_NAME, **kwargs)
@@ -183,24 +191,60 @@ class DetectNode(Node):
             on_change=self._on_connection_change,
             fatal=(ModelSpecError, ValueError, FileNotFoundError))
         self.detector: Detector | None = None
-        try:
-            self._wait_for_server(p["server_wait_timeout_s"])
-        except Exception:
-            self.client.close()
-            raise
 
+        self._camera_specs = camera_specs
         self.cameras = {name: Camera(name) for name, _ in camera_specs}
         self.batcher = CameraBatcher(
             list(self.cameras), max_batch=self._max_batch(), max_delay_s=p["max_delay_ms"] / 1e3,
             depth=p["queue_size"],
             sync_tolerance_s=(p["sync_tolerance_ms"] / 1e3) if p["sync_tolerance_ms"] else None)
+        self._image_subscriptions = []
+        self._active = False
+        self._running = False
+        self._workers: list[threading.Thread] = []
+        self._fatal: Exception | None = None     # a configuration error found by configure
+        self._run_on = False                    # autostart: server wait over, run without it
+        self._autostart_timer = None
+        self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        # Steady clock: under use_sim_time a ROS-time timer stops with /clock (end of a replay).
+        self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    # -- lifecycle --
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Connect and discover the model; FAILURE with the reason while that is not possible."""
+        try:
+            detector = self.connection.get()
+        except (ModelSpecError, ValueError, FileNotFoundError) as exc:
+            self._fatal = exc
+            self.last_error = f"model cannot be used: {exc}"
+            self.get_logger().error(f"configure failed: {self.last_error}")
+            return TransitionCallbackReturn.FAILURE
+        if detector is None and not self._run_on:
+            self.last_error = self.connection.last_error
+            if not self.params["autostart"]:  # autostart reports the wait itself
+                self.get_logger().error(f"configure failed: {self.connection.last_error}")
+            return TransitionCallbackReturn.FAILURE
+        self._running = True
+        self._workers = [threading.Thread(target=self._work, name=f"triton_infer_{i}",
+                                          daemon=True)
+                         for i in range(self.params["max_in_flight"])]
+        for worker in self._workers:
+            worker.start()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Create publishers and subscriptions; frames flow from now on."""
+        p = self.params
         image_qos = QoSProfile(
             depth=p["image_qos_depth"], history=HistoryPolicy.KEEP_LAST,
             reliability=(ReliabilityPolicy.BEST_EFFORT if p["image_reliability"] == "best_effort"
                          else ReliabilityPolicy.RELIABLE),
             durability=(DurabilityPolicy.VOLATILE if p["image_durability"] == "volatile"
                         else DurabilityPolicy.TRANSIENT_LOCAL))
-        for name, compressed in camera_specs:
+        for name, compressed in self._camera_specs:
             camera = self.cameras[name]
             camera.publisher = self.create_publisher(Detection2DArray, camera.topic("detections"),
                                                      RELIABLE)
@@ -212,24 +256,88 @@ class DetectNode(Node):
                                       if p["subscribe_compressed"] else []))
             for msg_type, leaf in subscriptions:
                 topic = camera.topic(leaf)
-                self.create_subscription(
+                self._image_subscriptions.append(self.create_subscription(
                     msg_type, topic, lambda msg, c=camera: self._on_image(c, msg), image_qos,
-                    event_callbacks=self._qos_events(camera, topic))
+                    event_callbacks=self._qos_events(camera, topic)))
                 self.get_logger().info(f"camera {name or '(default)'}: "
                                        f"{self.resolve_topic_name(topic)} -> "
                                        f"{self.resolve_topic_name(camera.topic('detections'))}")
-        self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        # Steady clock: under use_sim_time a ROS-time timer stops with /clock (end of a replay).
-        self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics,
-                          clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._running = True
-        self._workers = [threading.Thread(target=self._work, name=f"triton_infer_{i}",
-                                          daemon=True) for i in range(p["max_in_flight"])]
-        for worker in self._workers:
-            worker.start()
+        self._active = True
         self.get_logger().info(f"ready: {len(self.cameras)} camera(s), "
                                f"{p['max_in_flight']} request(s) in flight")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Remove subscriptions and publishers (frames still in flight: ``dropped_inactive``)."""
+        self._active = False
+        self._release_topics()
+        self.get_logger().info("deactivated: no subscriptions")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop the workers and release server resources (shared memory, connections)."""
+        self._stop_workers()
+        self.client.close()  # unregisters and unlinks this node's shared memory regions
+        self.get_logger().info("cleaned up: server resources released")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._release_topics()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release_topics(self) -> None:
+        for subscription in self._image_subscriptions:
+            self.destroy_subscription(subscription)
+        self._image_subscriptions = []
+        for camera in self.cameras.values():
+            for publisher in (camera.publisher, camera.debug_publisher):
+                if publisher is not None:
+                    self.destroy_publisher(publisher)
+            camera.publisher = camera.debug_publisher = None
+
+    def _stop_workers(self) -> None:
+        self._running = False  # workers poll the batcher every 0.2 s and see this
+        for worker in self._workers:
+            worker.join(timeout=5.0)
+        self._workers = []
+
+    def autostart(self) -> None:
+        """Configure and activate now, or keep retrying configure in the background."""
+        if not self.params["autostart"]:
+            self.get_logger().info("autostart false: waiting for lifecycle transitions")
+            return
+        timeout_s = self.params["server_wait_timeout_s"]
+        self.get_logger().info(f"waiting up to {timeout_s:.0f} s for {self.client}")
+        self._wait_deadline = time.monotonic() + timeout_s
+        if not self._autostart_step():
+            self._autostart_timer = self.create_timer(
+                0.2, self._autostart_step, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def _autostart_step(self) -> bool:
+        """One autostart attempt (timer callback); True once active. Raises a fatal error."""
+        if self._state_id() == 1:  # unconfigured
+            self.trigger_configure()
+            if self._fatal is not None:
+                raise self._fatal  # exits 2 from main, as a bad parameter does
+            if self._state_id() == 1 and time.monotonic() >= self._wait_deadline:
+                self._run_on = True
+                self.get_logger().error(
+                    f"{self.client} not ready after {self.params['server_wait_timeout_s']:.0f} s "
+                    f"({self.connection.last_error}); running on and reconnecting")
+                self.trigger_configure()
+        if self._state_id() == 2:  # inactive
+            self.trigger_activate()
+        done = self._state_id() == 3
+        if done and self._autostart_timer is not None:
+            self._autostart_timer.cancel()
+            self.destroy_timer(self._autostart_timer)
+            self._autostart_timer = None
+        return done
+
+    def _state_id(self) -> int:
+        """lifecycle_msgs/State id (1 unconfigured, 2 inactive, 3 active)."""
+        return self._state_machine.current_state[0]  # what LifecycleNode itself reads
 
     # -- configuration and connection --
 
@@ -269,17 +377,6 @@ class DetectNode(Node):
         if self.params["max_batch_size"]:
             return self.params["max_batch_size"]
         return self.detector.max_batch if self.detector is not None else 1
-
-    def _wait_for_server(self, timeout_s: float) -> None:
-        self.get_logger().info(f"waiting up to {timeout_s:.0f} s for {self.client}")
-        deadline = time.monotonic() + timeout_s
-        while self.connection.get() is None:
-            if time.monotonic() >= deadline:
-                self.get_logger().error(
-                    f"{self.client} not ready after {timeout_s:.0f} s "
-                    f"({self.connection.last_error}); running on and reconnecting")
-                return
-            time.sleep(0.2)
 
     def _on_connection_change(self, state: str, detail: str) -> None:
         if hasattr(self, "batcher"):  # frames displaced during an outage are lost to it
@@ -401,7 +498,11 @@ class DetectNode(Node):
             self.requests += 1
             self.frames_inferred += len(frames)
         for (camera, received_at, msg), dets, frame in zip(items, results, frames):
-            camera.publisher.publish(detections_to_msg(dets, msg.header))
+            publisher = camera.publisher
+            if publisher is None:  # deactivated while this batch was in flight
+                self._drop(camera, "inactive")
+                continue
+            publisher.publish(detections_to_msg(dets, msg.header))
             with self._lock:
                 camera.counters["published"] += 1
                 self.latencies_ms.append((now - received_at) * 1000.0)
@@ -472,6 +573,7 @@ class DetectNode(Node):
         values.update({
             "server": f"{self.client.protocol}://{self.client.url}",
             "model": self.client.model_name, "connection": self.connection.state,
+            "lifecycle_state": self._state_machine.current_state[1],
             "reconnects": str(max(0, self.connection.connects - 1)),
             "connection_losses": str(self.connection.losses),
             "requests": str(self.requests), "frames_inferred": str(self.frames_inferred),
@@ -494,22 +596,27 @@ class DetectNode(Node):
 
     def shutdown(self) -> None:
         """Stop the workers and print the final counters (nothing is lost silently)."""
+        self._active = False
         self._running = False
         self.batcher.close()
         for worker in self._workers:
             worker.join(timeout=5.0)
         left = self.batcher.pending()
-        summary = ", ".join(f"{k}={v}" for k, v in sorted(self.totals().items()))
-        summary += f", requests={self.requests}, frames_inferred={self.frames_inferred}"
+        totals = self.totals()
+        totals.update({k: 0 for k in ("received", "published") if k not in totals})
+        fields = [f"{k}={v}" for k, v in sorted(totals.items())]
+        fields += [f"requests={self.requests}", f"frames_inferred={self.frames_inferred}",
+                   f"left_pending={left}"]
         # stderr, not the logger: at Ctrl-C the ROS context (and /rosout) is already shut down.
-        print(f"[triton_detect] final counters: {summary}, left_pending={left}",
-              file=sys.stderr, flush=True)
+        print(f"[triton_detect] final counters: {', '.join(fields)}", file=sys.stderr,
+              flush=True)
         self.client.close()
 
 
 def main(args=None) -> int:
     return run_node(DetectNode, args, config_errors=(ParameterError, ModelSpecError, ValueError,
-                                                     FileNotFoundError))
+                                                     FileNotFoundError),
+                    start=DetectNode.autostart)
 
 
 if __name__ == "__main__":

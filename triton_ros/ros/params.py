@@ -3,12 +3,38 @@
 Each :class:`ParamSpec` becomes one ``declare_parameter`` call with a ``ParameterDescriptor``;
 :func:`declare_all` returns the values and raises :class:`ParameterError` naming every invalid one,
 so a bad configuration fails at start with one clear message.
+
+Array parameters without a default (a ``Parameter.Type`` as default) are declared with a
+documented "unset" value (:data:`UNSET`: ``[""]``, ``[-1]``, ``[.nan]``), never without a value:
+rclpy answers a GetParameters request that names an uninitialised parameter with an empty list,
+so ``ros2 param dump`` would print ``{}``; and an empty YAML list has no ROS type, so ``[]``
+could not be dumped and reloaded. :func:`declare_all` reports the unset value (or an empty
+override, ``[]`` in a file) as ``[]``.
 """
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.parameter import Parameter
+
+
+UNSET = {Parameter.Type.STRING_ARRAY: [""], Parameter.Type.INTEGER_ARRAY: [-1],
+         Parameter.Type.DOUBLE_ARRAY: [math.nan]}
+UNSET_YAML = {Parameter.Type.STRING_ARRAY: "['']", Parameter.Type.INTEGER_ARRAY: "[-1]",
+              Parameter.Type.DOUBLE_ARRAY: "[.nan]"}
+
+
+def is_unset(value, ptype: Parameter.Type) -> bool:
+    """True for None and for the "unset" value of an array parameter of type ``ptype``."""
+    if value is None:
+        return True
+    value, (unset,) = list(value), UNSET[ptype]
+    if len(value) != 1:
+        return False
+    if ptype == Parameter.Type.DOUBLE_ARRAY:
+        return math.isnan(value[0])
+    return value[0] == unset
 
 
 class ParameterError(ValueError):
@@ -26,7 +52,10 @@ class ParamSpec:
     choices: tuple[str, ...] = ()
 
     def descriptor(self) -> ParameterDescriptor:
-        desc = ParameterDescriptor(description=self.description, read_only=self.read_only)
+        description = self.description
+        if isinstance(self.default, Parameter.Type):
+            description += f" (unset: {UNSET_YAML[self.default]})"
+        desc = ParameterDescriptor(description=description, read_only=self.read_only)
         if self.choices:
             desc.additional_constraints = "one of: " + ", ".join(self.choices)
         if self.min_value is not None and self.max_value is not None:
@@ -52,13 +81,23 @@ def declare_all(node, specs: list[ParamSpec]) -> dict[str, Any]:
     """Declare ``specs`` on ``node``; return name -> value, or raise ParameterError."""
     values, problems = {}, []
     for spec in specs:
+        default, ignore_override = spec.default, False
+        if isinstance(default, Parameter.Type):
+            default = UNSET[default]
+            # An empty list in a file arrives as a NOT_SET override, which would leave the
+            # parameter without a value: declare the unset value instead. (No public rclpy API
+            # lists overrides; _parameter_overrides is what declare_parameter itself reads.)
+            override = getattr(node, "_parameter_overrides", {}).get(spec.name)
+            ignore_override = (override is not None
+                               and override.type_ == Parameter.Type.NOT_SET)
         try:
-            param = node.declare_parameter(spec.name, spec.default, spec.descriptor())
+            param = node.declare_parameter(spec.name, default, spec.descriptor(),
+                                           ignore_override=ignore_override)
         except Exception as exc:  # rclpy raises several types for out-of-range/wrong-type values
             problems.append(f"{spec.name}: {exc}")
             continue
         value = param.value
-        if value is None and isinstance(spec.default, Parameter.Type):
+        if isinstance(spec.default, Parameter.Type) and is_unset(value, spec.default):
             value = []
         values[spec.name] = value
         problem = spec.problem(value)

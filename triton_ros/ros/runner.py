@@ -1,11 +1,40 @@
 """The ``main()`` shared by this package's nodes: spin, clean shutdown, configuration errors."""
+import signal
 import sys
 from collections.abc import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
+from rclpy.signals import SignalHandlerOptions
+
+try:
+    from rclpy._rclpy_pybind11 import RCLError
+except ImportError:  # older rclpy
+    from rclpy.exceptions import RCLError  # type: ignore[no-redef]
 
 from triton_ros.ros.params import ParameterError
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def init(args, name: str) -> bool:
+    """``rclpy.init`` for a main(); False (after one line on stderr) for rejected ROS arguments.
+
+    SIGINT/SIGTERM raise KeyboardInterrupt here instead of shutting the ROS context down from
+    rclpy's own handler: the nodes' shutdown then runs while the context (and /rosout) is still
+    valid, so its last log lines do not end in "Failed to publish log message to rosout".
+    """
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except RCLError as exc:  # bad --ros-args (e.g. --log-level verbose): one line, no traceback
+        reason = str(exc).split(", at ")[0]
+        print(f"[{name}] invalid ROS arguments: {reason}", file=sys.stderr, flush=True)
+        return False
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    return True
 
 
 def run_node(node_class, args=None,
@@ -14,10 +43,13 @@ def run_node(node_class, args=None,
     """Construct ``node_class()``, call ``start(node)`` if given, spin until Ctrl-C/shutdown.
 
     A configuration error (``config_errors``, raised while constructing or starting) prints one
-    line ``[<NODE_NAME>] configuration error: ...`` and returns 2. After a successful
+    line ``[<NODE_NAME>] configuration error: ...`` and returns 2; so do ROS arguments rcl
+    rejects (``[<NODE_NAME>] invalid ROS arguments: ...``). After a successful
     construction ``node.shutdown()`` always runs (workers stopped, final counters printed).
     """
-    rclpy.init(args=args)
+    name = getattr(node_class, "NODE_NAME", node_class.__name__)
+    if not init(args, name):
+        return 2
     node = None
     try:
         node = node_class()
@@ -25,7 +57,6 @@ def run_node(node_class, args=None,
             start(node)
         rclpy.spin(node)
     except config_errors as exc:
-        name = getattr(node_class, "NODE_NAME", node_class.__name__)
         print(f"[{name}] configuration error: {exc}", file=sys.stderr, flush=True)
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -62,6 +62,9 @@ def parse_args(argv):
     parser.add_argument("--snapshot-every", type=int, default=50)
     parser.add_argument("-p", "--node-param", action="append", default=[], metavar="NAME:=VALUE",
                         help="extra detect node parameter (repeatable)")
+    parser.add_argument("--warmup", type=int, default=5,
+                        help="frames sent through the node (and answered) before the replay; "
+                             "not timed, not in the outputs")
     parser.add_argument("--queue-size", type=int, default=8,
                         help="node queue_size: a replay may burst after a stall; frames beyond "
                              "this are dropped (and counted)")
@@ -110,11 +113,53 @@ class DemoProbe:
         return sum(int(v) for k, v in counters.items()
                    if k == "frames_published" or k.startswith("frames_dropped_"))
 
+    def wait_for(self, stamp_ns: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                if stamp_ns in self.results:
+                    return True
+            time.sleep(0.01)
+        return False
+
     def close(self):
         import rclpy
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.try_shutdown()
+
+
+def warm_up(probe: DemoProbe, player, bag: Path, count: int, deserialize_message, Image) -> dict:
+    """Send the bag's first frame ``count`` times through the node, one at a time, and wait for
+    each answer, so that the timed replay starts warm (model's first executions, the node's
+    first request and shared memory registration, the publisher matched with the node).
+
+    The warm-up frames carry stamps 1..count ns (before any bag stamp) and are removed from the
+    results; returns the node counters after them (the baseline for the replay's counters).
+    """
+    from triton_ros.ros.bag_player import read_bag
+    topic, msgtype, _, raw = next(iter(read_bag(bag, [IMAGE_TOPIC])))
+    publisher = player._publisher(topic, msgtype)  # the replay's own publisher, matched now
+    deadline = time.monotonic() + 30
+    while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    msg = deserialize_message(raw, Image)
+    for stamp_ns in range(1, count + 1):
+        msg.header.stamp.sec, msg.header.stamp.nanosec = 0, stamp_ns
+        for _ in range(3):  # the image topic may be best effort: resend a lost frame
+            publisher.publish(msg)
+            if probe.wait_for(stamp_ns, 20.0):
+                break
+        else:
+            raise RuntimeError(f"no detections for warm-up frame {stamp_ns} within 60 s")
+    deadline = time.monotonic() + 5  # until /diagnostics has counted the warm-up frames
+    while probe.accounted_frames() < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with probe.lock:
+        for stamp_ns in range(1, count + 1):
+            probe.results.pop(stamp_ns, None)
+            probe.received_at.pop(stamp_ns, None)
+        return dict(probe.diagnostics)
 
 
 def draw(frame, detections):
@@ -181,6 +226,12 @@ def run(args) -> int:
                                    f"{args.out / 'detect_node.log'}")
             time.sleep(0.05)
         time.sleep(0.5)  # let discovery settle before the first frame
+        baseline = {}
+        if args.warmup:
+            print(f"warming up with {args.warmup} frame(s) ...", file=sys.stderr)
+            baseline = warm_up(probe, player, args.bag, args.warmup, deserialize_message, Image)
+        warm = sum(int(v) for k, v in baseline.items()
+                   if k == "frames_published" or k.startswith("frames_dropped_"))
 
         frames, sent_at = [], {}
         total = sum(1 for _ in read_bag(args.bag, [IMAGE_TOPIC]))
@@ -200,10 +251,10 @@ def run(args) -> int:
         bar.close()
         # Wait until the node has accounted for every frame (published, dropped or failed).
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and probe.accounted_frames() < len(frames):
+        while time.monotonic() < deadline and probe.accounted_frames() - warm < len(frames):
             time.sleep(0.1)
         return write_outputs(args, frames, sent_at, probe, deserialize_message, Image,
-                             raw_image_to_bgr)
+                             raw_image_to_bgr, baseline)
     except KeyboardInterrupt:
         print("interrupted; stopping everything", file=sys.stderr)
         return 130
@@ -216,7 +267,10 @@ def run(args) -> int:
             server.cleanup()
 
 
-def write_outputs(args, frames, sent_at, probe, deserialize_message, Image, raw_image_to_bgr):
+def write_outputs(args, frames, sent_at, probe, deserialize_message, Image, raw_image_to_bgr,
+                  baseline=None):
+    """``baseline``: node counters before the replay (after the warm-up), subtracted."""
+    baseline = baseline or {}
     with probe.lock:
         results = dict(probe.results)
         received_at = dict(probe.received_at)
@@ -261,8 +315,9 @@ def write_outputs(args, frames, sent_at, probe, deserialize_message, Image, raw_
         "throughput_fps": round(processed / span, 2) if span > 0 else 0.0,
         "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
         "latency_ms_p99": round(float(np.percentile(latencies, 99)), 1) if latencies else None,
-        "replay_rate": args.rate, "protocol": args.protocol,
-        "node_counters": {k: int(v) for k, v in probe.diagnostics.items()
+        "replay_rate": args.rate, "protocol": args.protocol, "warmup_frames": args.warmup,
+        "node_counters": {k: int(v) - int(baseline.get(k, 0))
+                          for k, v in probe.diagnostics.items()
                           if k.startswith("frames_") or k == "requests"},
         "batch_sizes": probe.diagnostics.get("batch_sizes", ""),
         "node_latency_ms_p50": probe.diagnostics.get("latency_ms_p50"),
