@@ -10,7 +10,7 @@ import yaml
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import GetState
 from rcl_interfaces.srv import GetParameters, ListParameters
-from rclpy.parameter import Parameter, parameter_value_to_python
+from rclpy.parameter import parameter_value_to_python
 from sensor_msgs.msg import Image
 
 from triton_ros.param_layers import layer

@@ -42,17 +42,16 @@ from vision_msgs.msg import Detection2DArray
 
 from triton_ros.batcher import CameraBatcher
 from triton_ros.connection import Backoff, ModelConnection
-from triton_ros.credentials import auth_headers
 from triton_ros.decoders import YOLO_BOX_FORMATS, YOLO_VERSIONS, TfodOutputs, YoloOutputs
 from triton_ros.detector import DECODERS, Detector, DetectorConfig
 from triton_ros.model_spec import ModelSpecError
 from triton_ros.preprocess import COLOR_ORDERS, RESIZE_MODES, SCALING_MODES
+from triton_ros.ros.connection_params import CONNECTION_PARAMETERS, client_from_params
 from triton_ros.ros.messages import (SerializedImage, detections_to_msg, image_msg_to_bgr,
                                      stamp_to_ns)
 from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
 from triton_ros.ros.runner import run_node
-from triton_ros.triton_client import (COMPRESSIONS, PROTOCOLS, SHARED_MEMORY_MODES,
-                                     UNAVAILABLE_KINDS, TritonClient, TritonError)
+from triton_ros.triton_client import UNAVAILABLE_KINDS, TritonError
 
 try:  # Iron and newer
     from rclpy.event_handler import SubscriptionEventCallbacks
@@ -60,35 +59,8 @@ except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
 PARAMETERS = [
-    ParamSpec("server_url", "127.0.0.1:8001", "Triton endpoint host:port (gRPC 8001, HTTP 8000)"),
-    ParamSpec("protocol", "grpc", "Triton protocol", choices=PROTOCOLS),
+    *CONNECTION_PARAMETERS,
     ParamSpec("model_name", "ssd_mobilenet_v2_coco", "model name in the Triton repository"),
-    ParamSpec("model_version", "", "model version; empty = the server's latest"),
-    ParamSpec("request_timeout_s", 5.0, "per-request timeout, seconds", min_value=0.01,
-              max_value=600.0),
-    ParamSpec("server_wait_timeout_s", 30.0,
-              "how long start-up waits for the server and model before running on and "
-              "reconnecting in the background, seconds", min_value=0.0, max_value=3600.0),
-    ParamSpec("shared_memory", "auto",
-              "system shared memory for tensors: on, off, auto (= on for a loopback server)",
-              choices=SHARED_MEMORY_MODES),
-    ParamSpec("compression", "", "request/response compression (remote servers)",
-              choices=COMPRESSIONS),
-    ParamSpec("ssl", False, "TLS to the server (gRPC TLS / HTTPS)"),
-    ParamSpec("root_certificates", "", "PEM file of the CA that signed the server's certificate"),
-    ParamSpec("private_key", "", "PEM client key for mutual TLS"),
-    ParamSpec("certificate_chain", "", "PEM client certificate for mutual TLS"),
-    ParamSpec("auth_token_env", "",
-              "name of an environment variable holding an auth token (never the token itself)"),
-    ParamSpec("auth_token_file", "", "file holding an auth token"),
-    ParamSpec("auth_header", "authorization",
-              "header carrying the token (tritonserver restricted APIs: "
-              "triton-grpc-protocol-<key> over gRPC, <key> over HTTP)"),
-    ParamSpec("auth_scheme", "Bearer", "token prefix in the header; empty = the bare token"),
-    ParamSpec("reconnect_initial_s", 0.5, "first reconnect delay, seconds (doubles, jittered)",
-              min_value=0.01, max_value=60.0),
-    ParamSpec("reconnect_max_s", 10.0, "largest reconnect delay, seconds", min_value=0.01,
-              max_value=600.0),
     ParamSpec("score_threshold", 0.5, "minimum detection score", read_only=False,
               min_value=0.0, max_value=1.0),
     ParamSpec("max_detections", 100, "at most this many detections per image (best first)",
@@ -214,16 +186,7 @@ class DetectNode(LifecycleNode):
         self._last_error_at = 0.0
         self._last_logged: dict[str, float] = {}
 
-        headers = None
-        if p["auth_token_env"] or p["auth_token_file"]:
-            headers = auth_headers(p["auth_token_env"], p["auth_token_file"], p["auth_header"],
-                                   p["auth_scheme"])
-        self.client = TritonClient(
-            p["server_url"], p["model_name"], p["protocol"], p["model_version"],
-            p["request_timeout_s"], ssl=p["ssl"], root_certificates=p["root_certificates"],
-            private_key=p["private_key"], certificate_chain=p["certificate_chain"],
-            headers=headers, compression=p["compression"], shared_memory=p["shared_memory"],
-            max_reconnect_backoff_s=p["reconnect_max_s"])
+        self.client = client_from_params(p)
         self.connection = ModelConnection(
             self._connect, Backoff(p["reconnect_initial_s"], p["reconnect_max_s"]),
             on_change=self._on_connection_change,

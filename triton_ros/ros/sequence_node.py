@@ -3,6 +3,9 @@
 A :class:`SequenceNode` is a lifecycle node (``autostart`` configures and activates it at start)
 that owns one :class:`triton_ros.sequences.SequenceStream`:
 
+- one client from the connection parameters shared by every node
+  (:mod:`triton_ros.ros.connection_params`: TLS, auth, compression, routing header); the
+  stream's transport comes from it (``client.sequence_transport()``);
 - the correlation id comes from ``robot_id`` / ``correlation_id_range`` / the namespace
   (``stream_index`` and ``stream_name`` tell apart streams of one robot);
 - configure: waits for the server and discovers the model (sequence batching, max idle);
@@ -36,25 +39,16 @@ from rclpy.parameter import Parameter
 from triton_ros.frame_queue import FrameQueue
 from triton_ros.ros.runner import run_node
 from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
-from triton_ros.sequences import (MAX_ROBOT_ID, STREAMS_PER_ROBOT, TRANSPORTS, Claim,
-                                  ClaimRegistry, CorrelationIdError, SequenceError,
-                                  SequenceStream, assign_correlation_id, collision_text,
-                                  make_transport, wait_for_model)
+from triton_ros.ros.connection_params import client_from_params, connection_parameters
+from triton_ros.sequences import (MAX_ROBOT_ID, STREAMS_PER_ROBOT, Claim, ClaimRegistry,
+                                  CorrelationIdError, SequenceError, SequenceStream,
+                                  assign_correlation_id, collision_text, wait_for_model)
 
 RECENT_S = 30.0          # a state loss or failure this recent makes the status WARN
 CLAIM_STALE_S = 5.0      # a colliding claim not heard for this long no longer counts
 
 SEQUENCE_PARAMETERS = [
-    ParamSpec("server_url", "127.0.0.1:8001", "Triton endpoint host:port (gRPC 8001, HTTP 8000)"),
-    ParamSpec("protocol", "grpc",
-              "grpc = one bidirectional gRPC stream per sequence; http or grpc_unary = unary "
-              "requests (fallback)", choices=TRANSPORTS),
-    ParamSpec("model_version", "", "model version; empty = the server's latest"),
-    ParamSpec("request_timeout_s", 5.0, "per-request timeout, seconds", min_value=0.01,
-              max_value=600.0),
-    ParamSpec("server_wait_timeout_s", 30.0,
-              "how long configure waits for the server and model, seconds",
-              min_value=0.0, max_value=3600.0),
+    *connection_parameters(sequence=True),
     ParamSpec("robot_id", 0, "this robot's id, unique in the fleet (correlation ids "
               "robot_id*256 + stream_index); 0 = derive the id from the namespace",
               min_value=0, max_value=MAX_ROBOT_ID),
@@ -105,7 +99,9 @@ class SequenceNode(LifecycleNode):
         self._last_logged: dict[str, float] = {}
         self._last_failure = self._last_loss = -1e9
         self._lock = threading.Lock()
-        self.transport = make_transport(p["protocol"], p["server_url"], p["request_timeout_s"])
+        # One client (connection options validated once); the stream's transport comes from it.
+        self.client = client_from_params(p)
+        self.transport = self.client.sequence_transport()
         self.stream = SequenceStream(
             self.transport, p["model_name"], self.assignment, model_version=p["model_version"],
             keepalive_inputs=self.keepalive_inputs(), end_inputs=self.end_inputs(),
@@ -362,6 +358,8 @@ class SequenceNode(LifecycleNode):
             "sequence_model": self.claim.model, "correlation_id": str(self.claim.correlation_id),
             "stream_key": self.claim.stream_key, "id_method": seq["id_method"],
             "protocol": self.params["protocol"], "lifecycle_active": str(self._active).lower(),
+            "sequence_transport": "stream" if self.client.endpoint.uses_stream else "unary",
+            "tls": str(self.client.endpoint.ssl).lower(),
             "sequence_state": seq["state"], "sequences_started": str(seq["sequences_started"]),
             "sequences_ended": str(seq["sequences_ended"]),
             "state_losses": str(seq["state_losses"]), "keepalives": str(seq["keepalives"]),
@@ -391,6 +389,7 @@ class SequenceNode(LifecycleNode):
         self._worker.join(timeout=10.0)
         timeout = min(2.0, self.params["request_timeout_s"])
         self.stream.close("node shutdown", timeout_s=timeout)
+        self.client.close()
         self.claims.release(self.claim)
         with self._lock:
             summary = ", ".join(f"{k}={v}" for k, v in self.counters.items())

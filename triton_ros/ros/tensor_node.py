@@ -30,27 +30,22 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 
 from triton_ros.connection import Backoff, ModelConnection
-from triton_ros.credentials import auth_headers
 from triton_ros.frame_queue import FrameQueue
 from triton_ros.model_spec import ModelSpecError
 from triton_ros.ros import detect_node
+from triton_ros.ros.connection_params import CONNECTION_PARAMETERS, client_from_params
 from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
 from triton_ros.ros.runner import run_node
 from triton_ros.tensors import Bindings, TensorError, array_to_fields, tensors_by_name
-from triton_ros.triton_client import TritonClient, TritonError
+from triton_ros.triton_client import TritonError
 
 NODE_NAME = "triton_tensor"
 QOS_PRESETS = ("DEFAULT", "SENSOR_DATA")
 
-# The connection parameters are detect_node's own entries (one definition, same defaults).
-CONNECTION_PARAMETERS = (
-    "server_url", "protocol", "model_name", "model_version", "request_timeout_s",
-    "server_wait_timeout_s", "shared_memory", "compression", "ssl", "root_certificates",
-    "private_key", "certificate_chain", "auth_token_env", "auth_token_file", "auth_header",
-    "auth_scheme", "reconnect_initial_s", "reconnect_max_s", "diagnostics_period_s")
+# The connection table shared by every node, then detect_node's model_name and diagnostics period.
 _DETECT = {spec.name: spec for spec in detect_node.PARAMETERS}
 
-PARAMETERS = [_DETECT[name] for name in CONNECTION_PARAMETERS] + [
+PARAMETERS = [*CONNECTION_PARAMETERS, _DETECT["model_name"], _DETECT["diagnostics_period_s"],
     ParamSpec("input_tensor_names", Parameter.Type.STRING_ARRAY,
               "message tensors fed to the model, paired with input_binding_names; "
               "unset = every model input under its own name"),
@@ -85,19 +80,6 @@ def qos(preset: str, depth: int) -> QoSProfile:
     if preset == "SENSOR_DATA":
         profile.reliability = qos_profile_sensor_data.reliability
     return profile
-
-
-def client_from_params(p: dict) -> TritonClient:
-    """The TritonClient that detect_node's connection parameters describe."""
-    headers = None
-    if p["auth_token_env"] or p["auth_token_file"]:
-        headers = auth_headers(p["auth_token_env"], p["auth_token_file"], p["auth_header"],
-                               p["auth_scheme"])
-    return TritonClient(
-        p["server_url"], p["model_name"], p["protocol"], p["model_version"],
-        p["request_timeout_s"], ssl=p["ssl"], root_certificates=p["root_certificates"],
-        private_key=p["private_key"], certificate_chain=p["certificate_chain"],
-        headers=headers, compression=p["compression"], shared_memory=p["shared_memory"])
 
 
 def list_msg(header, outputs) -> TensorList:
