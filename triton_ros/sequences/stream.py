@@ -115,6 +115,7 @@ class SequenceStream:
         self.counters = SequenceCounters()
         self.events: deque[SequenceEvent] = deque(maxlen=100)
         self.last_loss_reason = ""
+        self._loss_to_restart = ""
         self.spec: ModelSpec | None = None
         self._batched = True
         self._lock = threading.RLock()
@@ -194,6 +195,7 @@ class SequenceStream:
         self._active = False
         self.counters.state_losses += 1
         self.last_loss_reason = reason
+        self._loss_to_restart = reason   # the next START restarts after this loss
         self._event("state_lost", reason)
         try:  # the server may have been reconfigured while it was away
             self.discover()
@@ -229,6 +231,9 @@ class SequenceStream:
                 start = True
                 result = self._send(inputs, outputs, start=True)
             if start:
+                # A loss found by a keep-alive (tick) is restarted by this request.
+                lost = lost or self._loss_to_restart
+                self._loss_to_restart = ""
                 self._started(now, f"restart after state loss: {lost}" if lost
                               else "first request of the stream")
             self._failed_since_success = False
