@@ -354,7 +354,11 @@ def test_server_killed_detection_continues_and_its_sequences_restart(fleet):
     failed = [t for t, ok in after if not ok]
     first_ok = min(t for t, ok in after if ok) - killed_at
     assert len(failed) <= 2, f"{len(failed)} detection requests failed after the kill"
-    assert all(ok for t, ok in after if t > killed_at + first_ok), "failures after recovery"
+    # The proxy needs a moment to take the dead server out (nginx: the refused connection;
+    # HAProxy: its 1 s health check), so a request may still fail just after the first one
+    # served by the survivor - but only within that window, never later.
+    late = [round(t - killed_at, 2) for t in failed if t - killed_at > 5.0]
+    assert not late, f"detection requests failed {late} s after the kill"
     assert logged([survivor], ids, ended_after), "the survivor did not log every sequence's end"
     ended = ended_after(survivor)
     assert all(ended.get(c) == 3 for c in ids), {c: ended.get(c) for c in ids}
