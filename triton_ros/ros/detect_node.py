@@ -29,8 +29,7 @@ import threading
 import time
 
 import cv2
-import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -49,6 +48,7 @@ from triton_ros.preprocess import COLOR_ORDERS, RESIZE_MODES, SCALING_MODES
 from triton_ros.ros.connection_params import CONNECTION_PARAMETERS, client_from_params
 from triton_ros.ros.messages import (SerializedImage, detections_to_msg, image_msg_to_bgr,
                                      stamp_to_ns)
+from triton_ros.ros.diagnostics import latency_values, make_status, publish_status
 from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
 from triton_ros.ros.runner import run_node
 from triton_ros.triton_client import UNAVAILABLE_KINDS, TritonError
@@ -592,18 +592,11 @@ class DetectNode(LifecycleNode):
             "last_error": self.last_error,
             "last_error_age_s": (f"{time.monotonic() - self._last_error_at:.1f}"
                                  if self.last_error else "")})
-        if latencies:
-            values["latency_ms_p50"] = f"{np.percentile(latencies, 50):.1f}"
-            values["latency_ms_p99"] = f"{np.percentile(latencies, 99):.1f}"
-        return DiagnosticStatus(
-            level=level, name=f"triton_ros: {self.get_fully_qualified_name()}", message=message,
-            hardware_id=self.client.url,
-            values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        values.update(latency_values(latencies))
+        return make_status(self, level, message, values, self.client.url)
 
     def _publish_diagnostics(self) -> None:
-        array = DiagnosticArray(status=[self.status()])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self.diagnostics.publish(array)
+        publish_status(self, self.diagnostics, self.status())
 
     def shutdown(self) -> None:
         """Stop the workers and print the final counters (nothing is lost silently)."""

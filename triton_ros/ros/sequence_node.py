@@ -31,13 +31,14 @@ import threading
 import time
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
 from triton_ros.frame_queue import FrameQueue
 from triton_ros.ros.runner import run_node
+from triton_ros.ros.diagnostics import make_status, publish_status
 from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
 from triton_ros.ros.connection_params import client_from_params, connection_parameters
 from triton_ros.sequences import (MAX_ROBOT_ID, STREAMS_PER_ROBOT, Claim, ClaimRegistry,
@@ -369,15 +370,11 @@ class SequenceNode(LifecycleNode):
             "collisions": "; ".join(t for _, t in self._collisions.values()),
             "duplicate_node_name": self.duplicate_name,
         })
-        return DiagnosticStatus(level=level, name=self.status_name(), message=message,
-                                hardware_id=self.params["server_url"],
-                                values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        return make_status(self, level, message, values, self.params["server_url"])
 
     def _publish_diagnostics(self) -> None:
         self._check_node_name()
-        array = DiagnosticArray(status=[self.status()])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self.diagnostics.publish(array)
+        publish_status(self, self.diagnostics, self.status())
 
     # -- teardown
 

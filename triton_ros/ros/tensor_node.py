@@ -21,8 +21,7 @@ import sys
 import threading
 import time
 
-import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from isaac_ros_tensor_list_interfaces.msg import Tensor, TensorList, TensorShape
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -34,6 +33,7 @@ from triton_ros.frame_queue import FrameQueue
 from triton_ros.model_spec import ModelSpecError
 from triton_ros.ros import detect_node
 from triton_ros.ros.connection_params import CONNECTION_PARAMETERS, client_from_params
+from triton_ros.ros.diagnostics import latency_values, make_status, publish_status
 from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
 from triton_ros.ros.runner import run_node
 from triton_ros.tensors import Bindings, TensorError, array_to_fields, tensors_by_name
@@ -251,18 +251,11 @@ class TensorNode(Node):
             "reconnects": str(max(0, self.connection.connects - 1)),
             "connection_losses": str(self.connection.losses),
             "requests": str(requests), "last_error": self.last_error})
-        if latencies:
-            values["latency_ms_p50"] = f"{np.percentile(latencies, 50):.1f}"
-            values["latency_ms_p99"] = f"{np.percentile(latencies, 99):.1f}"
-        return DiagnosticStatus(
-            level=level, name=f"triton_ros: {self.get_fully_qualified_name()}", message=message,
-            hardware_id=self.client.url,
-            values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        values.update(latency_values(latencies))
+        return make_status(self, level, message, values, self.client.url)
 
     def _publish_diagnostics(self) -> None:
-        array = DiagnosticArray(status=[self.status()])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self.diagnostics.publish(array)
+        publish_status(self, self.diagnostics, self.status())
 
     def shutdown(self) -> None:
         """Stop the worker and print the final counters."""
