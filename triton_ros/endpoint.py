@@ -65,6 +65,19 @@ def check_url(url: str, protocol: str = "grpc") -> None:
                          f"set server_url:=<your Triton host>:<port>")
 
 
+def split_urls(value) -> list[str]:
+    """The server list of a ``server_url`` value: one ``host:port``, several separated by commas
+    (``"gpu1:8001, gpu2:8001"``), or a list of them. Raises ValueError for an empty list or a
+    server named twice (each url is checked by :class:`Endpoint`)."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    urls = [str(item).strip() for item in items if str(item).strip()]
+    if not urls:
+        raise ValueError(f"server_url {value!r}: give host:port (or several, comma-separated)")
+    if len(set(urls)) != len(urls):
+        raise ValueError(f"server_url {value!r} names a server twice")
+    return urls
+
+
 def is_loopback_url(url: str) -> bool:
     """Whether ``url``'s host is ``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
     host = url_host(url).lower()
@@ -181,8 +194,15 @@ def endpoint_from_params(p: dict) -> Endpoint:
     ``triton_ros.ros.connection_params``). Missing keys take the Endpoint defaults.
 
     ``protocol: grpc_unary`` (older sequence-node setting) means grpc with unary sequence
-    requests. Reads the auth token (environment variable or file) here, once.
+    requests. Reads the auth token (environment variable or file) here, once. For a
+    ``server_url`` list, this is the first server's (see :func:`endpoints_from_params`).
     """
+    return endpoints_from_params(p)[0]
+
+
+def endpoints_from_params(p: dict) -> list[Endpoint]:
+    """One :class:`Endpoint` per server of ``server_url`` (see :func:`split_urls`), all with the
+    same options; the token is read once."""
     protocol = p.get("protocol", "grpc")
     transport = p.get("sequence_transport", "stream")
     if protocol == "grpc_unary":
@@ -198,5 +218,5 @@ def endpoint_from_params(p: dict) -> Endpoint:
                                  "reconnect_max_s", "routing_header") if k in p}
     if "request_timeout_s" in p:
         options["timeout_s"] = p["request_timeout_s"]
-    return Endpoint(p["server_url"], protocol, headers=headers, sequence_transport=transport,
-                    **options)
+    return [Endpoint(url, protocol, headers=headers, sequence_transport=transport, **options)
+            for url in split_urls(p["server_url"])]

@@ -1,16 +1,23 @@
 """The connection parameters every node declares (one table, same names, same meaning).
 
 detect_node, tensor_node, track_node and sensor_sequence_node declare :data:`CONNECTION_PARAMETERS`
-and build their one client with :func:`client_from_params`; the values become one validated
-:class:`~triton_ros.endpoint.Endpoint` (:func:`triton_ros.endpoint.endpoint_from_params`).
+and build their one client with :func:`client_from_params`; the values become validated
+:class:`~triton_ros.endpoint.Endpoint` s (:func:`triton_ros.endpoint.endpoints_from_params`), one per
+server of ``server_url``.
 """
+from collections.abc import Callable
+
 from triton_ros.client import TritonClient
+from triton_ros.client.pool import ServerPool
 from triton_ros.endpoint import (COMPRESSIONS, DEFAULT_ROUTING_HEADER, PROTOCOLS,
-                                 SEQUENCE_TRANSPORTS, SHARED_MEMORY_MODES, endpoint_from_params)
+                                 SEQUENCE_TRANSPORTS, SHARED_MEMORY_MODES, endpoints_from_params)
 from triton_ros.ros.params import ParameterError, ParamSpec
 
 CONNECTION_PARAMETERS = [
-    ParamSpec("server_url", "127.0.0.1:8001", "Triton endpoint host:port (gRPC 8001, HTTP 8000)"),
+    ParamSpec("server_url", "127.0.0.1:8001",
+              "Triton endpoint host:port (gRPC 8001, HTTP 8000); several servers of the same "
+              "model as a list or comma-separated: requests spread over them, sequences "
+              "placed by rendezvous hashing (docs/fleet.md)", string_list=True),
     ParamSpec("protocol", "grpc", "Triton protocol", choices=PROTOCOLS),
     ParamSpec("model_version", "", "model version; empty = the server's latest"),
     ParamSpec("request_timeout_s", 5.0, "per-request timeout, seconds", min_value=0.01,
@@ -67,11 +74,19 @@ def connection_parameters(sequence: bool = False) -> list[ParamSpec]:
     return specs + [SEQUENCE_TRANSPORT]
 
 
-def client_from_params(p: dict, model_name: str | None = None) -> TritonClient:
+def client_from_params(p: dict, model_name: str | None = None, *,
+                       on_server_change: Callable[[str, str, str], None] | None = None
+                       ) -> TritonClient | ServerPool:
     """The client the connection parameters ``p`` describe, for ``model_name`` (default
-    ``p["model_name"]``). Bad values (file not found, bad header, ...) raise ParameterError."""
+    ``p["model_name"]``): a :class:`TritonClient`, or a :class:`ServerPool` when ``server_url``
+    lists several servers (``on_server_change(url, state, detail)`` then reports each server
+    going down or coming back). Bad values (file not found, bad header, ...) raise
+    ParameterError."""
     try:
-        endpoint = endpoint_from_params(p)
+        endpoints = endpoints_from_params(p)
     except ValueError as exc:
         raise ParameterError(str(exc)) from None
-    return TritonClient.from_endpoint(endpoint, model_name or p["model_name"])
+    model = model_name or p["model_name"]
+    if len(endpoints) == 1:
+        return TritonClient.from_endpoint(endpoints[0], model)
+    return ServerPool(endpoints, model, on_change=on_server_change)

@@ -40,6 +40,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray
 
 from triton_ros.batcher import CameraBatcher
+from triton_ros.client.pool import ServerPool
 from triton_ros.connection import Backoff, ModelConnection
 from triton_ros.decoders import YOLO_BOX_FORMATS, YOLO_VERSIONS, TfodOutputs, YoloOutputs
 from triton_ros.detector import DECODERS, Detector, DetectorConfig
@@ -186,7 +187,7 @@ class DetectNode(LifecycleNode):
         self._last_error_at = 0.0
         self._last_logged: dict[str, float] = {}
 
-        self.client = client_from_params(p)
+        self.client = client_from_params(p, on_server_change=self._on_server_change)
         self.connection = ModelConnection(
             self._connect, Backoff(p["reconnect_initial_s"], p["reconnect_max_s"]),
             on_change=self._on_connection_change,
@@ -391,6 +392,14 @@ class DetectNode(LifecycleNode):
             self._report_error(f"Triton {state}: {detail}", kind="connection" + state,
                                every_s=10.0)
 
+    def _on_server_change(self, url: str, state: str, detail: str) -> None:
+        """One server of a ``server_url`` list went down or came back (the others carry on)."""
+        if state == "ready":
+            self.get_logger().info(f"server {url} ready")
+        else:
+            self._report_error(f"server {url} taken out of the list (probed again with "
+                               f"backoff): {detail}", kind="server" + url, every_s=10.0)
+
     def _on_set_parameters(self, params) -> SetParametersResult:
         """Apply the dynamic parameters (score_threshold, max_detections) between requests."""
         changes = {}
@@ -567,6 +576,9 @@ class DetectNode(LifecycleNode):
         level, message = DiagnosticStatus.OK, "ok"
         if lost:
             level, message = DiagnosticStatus.WARN, f"{lost} frame(s) not processed"
+        servers_down = self.client.summary() if isinstance(self.client, ServerPool) else ""
+        if servers_down:
+            level, message = DiagnosticStatus.WARN, servers_down
         if self.connection.state != "ready":
             level = DiagnosticStatus.ERROR
             message = f"Triton {self.connection.state}: {self.connection.last_error}"
@@ -593,6 +605,8 @@ class DetectNode(LifecycleNode):
             "last_error_age_s": (f"{time.monotonic() - self._last_error_at:.1f}"
                                  if self.last_error else "")})
         values.update(latency_values(latencies))
+        if isinstance(self.client, ServerPool):
+            values.update(self.client.diagnostic_values())
         return make_status(self, level, message, values, self.client.url)
 
     def _publish_diagnostics(self) -> None:

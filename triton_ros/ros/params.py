@@ -50,12 +50,14 @@ class ParamSpec:
     min_value: float | None = None
     max_value: float | None = None
     choices: tuple[str, ...] = ()
+    string_list: bool = False    # a string that may also be given as a list of strings
 
     def descriptor(self) -> ParameterDescriptor:
         description = self.description
         if isinstance(self.default, Parameter.Type):
             description += f" (unset: {UNSET_YAML[self.default]})"
-        desc = ParameterDescriptor(description=description, read_only=self.read_only)
+        desc = ParameterDescriptor(description=description, read_only=self.read_only,
+                                   dynamic_typing=self.string_list)
         if self.choices:
             desc.additional_constraints = "one of: " + ", ".join(self.choices)
         if self.min_value is not None and self.max_value is not None:
@@ -99,6 +101,12 @@ def declare_all(node, specs: list[ParamSpec]) -> dict[str, Any]:
         value = param.value
         if isinstance(spec.default, Parameter.Type) and is_unset(value, spec.default):
             value = []
+        if spec.string_list:  # [a, b] (a YAML list) reads as "a,b"
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                value = ",".join(value)
+            if not isinstance(value, str):
+                problems.append(f"{spec.name}={value!r}: expected a string or a list of strings")
+                continue
         values[spec.name] = value
         problem = spec.problem(value)
         if problem:

@@ -5,7 +5,9 @@ that owns one :class:`triton_ros.sequences.SequenceStream`:
 
 - one client from the connection parameters shared by every node
   (:mod:`triton_ros.ros.connection_params`: TLS, auth, compression, routing header); the
-  stream's transport comes from it (``client.sequence_transport()``);
+  stream's transport comes from it (``client.sequence_transport()``); with a ``server_url``
+  list the sequence is placed on one server by rendezvous hashing and moves (restarting with
+  START) only when that server goes away;
 - the correlation id comes from ``robot_id`` / ``correlation_id_range`` / the namespace
   (``stream_index`` and ``stream_name`` tell apart streams of one robot);
 - configure: waits for the server and discovers the model (sequence batching, max idle);
@@ -36,6 +38,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
+from triton_ros.client.pool import ServerPool
 from triton_ros.frame_queue import FrameQueue
 from triton_ros.ros.runner import run_node
 from triton_ros.ros.diagnostics import make_status, publish_status
@@ -101,7 +104,7 @@ class SequenceNode(LifecycleNode):
         self._last_failure = self._last_loss = -1e9
         self._lock = threading.Lock()
         # One client (connection options validated once); the stream's transport comes from it.
-        self.client = client_from_params(p)
+        self.client = client_from_params(p, on_server_change=self._on_server_change)
         self.transport = self.client.sequence_transport()
         self.stream = SequenceStream(
             self.transport, p["model_name"], self.assignment, model_version=p["model_version"],
@@ -284,6 +287,14 @@ class SequenceNode(LifecycleNode):
             self._last_failure = time.monotonic()
             self.report_error(f"{text}: {event.reason}", kind="sequence_event")
 
+    def _on_server_change(self, url: str, state: str, detail: str) -> None:
+        """One server of a ``server_url`` list went down or came back."""
+        if state == "ready":
+            self.get_logger().info(f"server {url} ready")
+        else:
+            self.report_error(f"server {url} taken out of the list (probed again with "
+                              f"backoff): {detail}", kind="server" + url, every_s=10.0)
+
     def report_error(self, text: str, kind: str, every_s: float = 2.0) -> None:
         """Log ``text`` unless an error of the same ``kind`` was logged in the last ``every_s``."""
         self.last_error = text
@@ -370,6 +381,11 @@ class SequenceNode(LifecycleNode):
             "collisions": "; ".join(t for _, t in self._collisions.values()),
             "duplicate_node_name": self.duplicate_name,
         })
+        if isinstance(self.client, ServerPool):  # a server list: where the sequence lives now
+            server = self.transport.server
+            values["sequence_server_now"] = server.url if server is not None else ""
+            values["sequence_moves"] = str(self.transport.moves)
+            values.update(self.client.diagnostic_values())
         return make_status(self, level, message, values, self.params["server_url"])
 
     def _publish_diagnostics(self) -> None:

@@ -4,6 +4,7 @@ No ROS here. START on the first request, END when the stream ends (shutdown, dea
 silence), keep-alives so that a live but quiet stream outlives the model's
 ``max_sequence_idle_microseconds`` (discovered), and a restart with a new START when the server
 no longer knows the sequence (idle timeout, server restart: "must specify the START flag"),
+or when its server left a server list (:class:`~triton_ros.client.pool.PooledSequenceTransport`),
 reporting the state loss and carrying on. Requests go through a transport from
 :mod:`triton_ros.client.streams` (e.g. ``TritonClient.sequence_transport()``).
 """
@@ -180,8 +181,10 @@ class SequenceStream:
             result = {k: v[0] for k, v in result.items()}
         return result
 
-    def _loss_reason(self, server_message: str) -> str:
-        idle = self._idle_before_send
+    def _loss_reason(self, exc: SequenceError) -> str:
+        idle, server_message = self._idle_before_send, str(exc)
+        if exc.cause == "moved":  # a server list: the sequence's server went away
+            return server_message
         if self._failed_since_success:
             return ("the server no longer knows the sequence after failed requests (server "
                     "restarted or connection lost)")
@@ -191,7 +194,7 @@ class SequenceStream:
         return f"the server no longer knows the sequence: {server_message}"
 
     def _lost(self, exc: SequenceError) -> str:
-        reason = self._loss_reason(str(exc))
+        reason = self._loss_reason(exc)
         self._active = False
         self.counters.state_losses += 1
         self.last_loss_reason = reason
