@@ -259,6 +259,30 @@ def test_detect_node_through_proxy_matches_direct(fleet, sample_bag, start_node,
     assert node.alive()
 
 
+@pytest.mark.parametrize("fleet", ["nginx"], indirect=True)
+def test_shared_memory_auto_through_a_local_proxy_falls_back_to_the_network(fleet, caplog):
+    """``auto`` turns shared memory on for a loopback URL, a local proxy included; a region is
+    registered on one server and the request may reach the other. The client must notice and
+    send tensors over the network instead (before: 10 of 10 requests failed)."""
+    from triton_ros.detector import Detector, DetectorConfig
+    from triton_ros.triton_client import TritonClient
+    proxy, servers, _ = fleet
+    frame = video_frames([60])[0]
+    direct = detector(servers[0].grpc_url)
+    client = TritonClient(proxy.grpc_url, SSD, shared_memory="auto")
+    try:
+        expected = direct.detect([frame])[0]
+        through = Detector(client, DetectorConfig(score_threshold=0.3))
+        got = [through.detect([frame])[0] for _ in range(10)]   # none may fail
+    finally:
+        direct.client.close()
+        client.close()
+    assert all(same_detections(g, expected) for g in got)
+    assert not client._shm_enabled, "shared memory stayed on behind a balancing proxy"
+    assert "shared memory unavailable, using the network instead" in caplog.text
+    assert "reached another server than the registration" in caplog.text
+
+
 # -- (b) sequences are sticky -------------------------------------------------------------------
 
 @BOTH

@@ -9,7 +9,9 @@ opens a sequence transport (:mod:`triton_ros.client.streams`) with the same opti
 Shared memory (``shared_memory`` ``on``, or ``auto`` with a loopback url): inputs and
 fixed-size outputs travel through system shared memory (:mod:`triton_ros.shared_memory`); only
 the server on the same machine (same ``/dev/shm``) can use it. ``auto`` falls back to the network
-(warning once) when a live server cannot register a region; ``on`` raises instead. Concurrent
+(warning once) when a live server cannot register a region, or when a region registered just
+now is unknown to the server that gets the request (a proxy in front of several servers);
+``on`` raises instead. Concurrent
 ``infer`` calls use separate regions; output sizes come from the (cached) model config; regions a
 restarted server forgot are registered again; before the first request, regions left by dead
 ``triton_ros`` processes are removed; ``close()`` unregisters and unlinks this client's.
@@ -357,8 +359,13 @@ class TritonClient:
                     raise
                 except TritonError as exc:
                     # A restarted server has forgotten our regions: register fresh ones, once.
-                    if attempt or "unable to find shared memory region" not in str(exc).lower():
+                    if "unable to find shared memory region" not in str(exc).lower():
                         raise
+                    if attempt:  # registered just now, still unknown where the request went
+                        raise _RegistrationFailed(
+                            f"{exc}: the request reached another server than the "
+                            "registration (a proxy or load balancer in front of several "
+                            "servers?); shared memory needs the server itself") from exc
                     _log.warning("%r: the server lost its shared memory registrations (%s); "
                                  "registering again", self, exc)
                     regions.drop_all()
