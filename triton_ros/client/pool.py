@@ -145,7 +145,7 @@ class ServerPool:
                     f"(inputs {[(t.name, t.datatype, t.dims) for t in spec.inputs]}, "
                     f"max_batch_size {spec.max_batch_size}); every server must serve the same "
                     f"model", "model_not_ready")
-        except TritonError as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the reason, the server stays out
             self.mark_down(server, exc)
         else:
             self._mark_up(server)
@@ -170,8 +170,9 @@ class ServerPool:
             if was == "ready":
                 server.outages += 1
             server.state, server.last_error = "down", str(exc)
-            server.last_kind = getattr(exc, "kind", "") if isinstance(exc, TritonError) else (
-                getattr(exc, "cause", "") or "unreachable")
+            # TritonError: its kind; SequenceError: its cause (the classified reason)
+            server.last_kind = (getattr(exc, "kind", "") if isinstance(exc, TritonError)
+                                else getattr(exc, "cause", "")) or "unreachable"
             server.retry_at = time.monotonic() + server.backoff.next_delay()
         if was != "down":
             self.on_change(server.url, "down", str(exc))
