@@ -22,7 +22,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 
 from triton_ros.model_spec import ModelSpecError
 from triton_ros.ros.params import ParameterError
-from triton_ros.ros.runner import init
+from triton_ros.ros.runner import init, reuse_large_buffers
 
 #: command-line name -> (module, class)
 NODES = {
@@ -54,6 +54,8 @@ def main(argv=None) -> int:
         parser.error("each node at most once (rename one with -r <name>:__node:=<new>)")
     if not init(argv, "container"):  # Ctrl-C: nodes shut down while /rosout still works
         return 2
+    if "detect" in args.nodes:
+        reuse_large_buffers()  # as detect_node's own main()
     nodes, current = [], None
     try:
         for kind in args.nodes:

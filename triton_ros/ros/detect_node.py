@@ -51,7 +51,7 @@ from triton_ros.ros.messages import (SerializedImage, detections_to_msg, image_m
                                      stamp_to_ns)
 from triton_ros.ros.diagnostics import latency_values, make_status, publish_status
 from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
-from triton_ros.ros.runner import run_node
+from triton_ros.ros.runner import reuse_large_buffers, run_node
 from triton_ros.triton_client import UNAVAILABLE_KINDS, TritonError
 
 try:  # Iron and newer
@@ -632,6 +632,7 @@ class DetectNode(LifecycleNode):
 
 
 def main(args=None) -> int:
+    reuse_large_buffers()  # images arrive in fresh multi-MB buffers: reuse heap memory
     return run_node(DetectNode, args, config_errors=(ParameterError, ModelSpecError, ValueError,
                                                      FileNotFoundError),
                     start=DetectNode.autostart)

@@ -1,4 +1,7 @@
 """The ``main()`` shared by this package's nodes: spin, clean shutdown, configuration errors."""
+import ctypes
+import ctypes.util
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -35,6 +38,32 @@ def init(args, name: str) -> bool:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     return True
+
+
+#: glibc mallopt() parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def reuse_large_buffers(mmap_threshold: int = 64 << 20, trim_threshold: int = 256 << 20) -> bool:
+    """Let glibc serve buffers up to ``mmap_threshold`` bytes from its heap and keep up to
+    ``trim_threshold`` bytes free there, instead of mmap()/munmap() per buffer.
+
+    Every image reaches Python through fresh multi-MB buffers (Fast DDS -> rmw -> rclpy bytes:
+    three copies of a 6 MB 1080p frame); with glibc's defaults each is a new mapping whose pages
+    fault in (zeroed by the kernel) on every frame. Reusing heap memory avoids that
+    (bench/README.md: node CPU per 1080p frame). Not a library: mallopt is one libc call, made
+    by hand. No-op off glibc or with ``TRITON_ROS_MALLOC=default``. Returns whether it applied.
+    """
+    if os.environ.get("TRITON_ROS_MALLOC") == "default":
+        return False
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS): leave it
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and \
+        bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
 
 
 def run_node(node_class, args=None,
