@@ -22,7 +22,8 @@ memory on loopback, as the node's default), on real frames (``vtest.avi`` resize
    1 or 4 cameras, fed closed-loop (``--window`` frames unanswered per camera).
 3. **Node CPU per frame**: utime + stime of the node process over each window / frames answered.
 4. ``--profile``: py-spy on the node during extra null-model windows (640x480 and 1920x1080
-   Image); writes ``bench/results/profile_<res>.svg`` (flame graph) and the top functions table.
+   Image); writes ``bench/results/profile_<res>.svg`` (flame graph) and the top functions table;
+   ``--profile native`` adds C/C++ frames (``profile_native_<res>.*``).
 
 Writes ``bench/results/bridge.json``, ``bridge.md`` (the tables) and PNG plots next to them.
 
@@ -196,14 +197,18 @@ def measure_window(nut: NodeUnderTest, raws, window: int, duration_s: float) -> 
             "node_cpu_pct": 100 * cpu / r["window_s"]}
 
 
-def profile(nut: NodeUnderTest, raws, window: int, duration_s: float, res: str) -> dict:
-    """py-spy on the node while it carries the null model's ceiling: SVG + collapsed stacks."""
+def profile(nut: NodeUnderTest, raws, window: int, duration_s: float, res: str,
+            native: bool = False) -> dict:
+    """py-spy on the node while it carries the null model's ceiling: SVG + collapsed stacks.
+
+    ``native``: with C/C++ frames (``py-spy --native``, which pauses the process per sample):
+    ``profile_native_<res>.*``, to see where time goes below Python (rmw, Fast DDS, libc)."""
     out = {}
     for fmt_name, suffix in (("flamegraph", "svg"), ("raw", "txt")):
-        path = h.RESULTS / f"profile_{res}.{suffix}"
+        path = h.RESULTS / f"profile{'_native' if native else ''}_{res}.{suffix}"
         spy = subprocess.Popen([str(PYSPY), "record", "--pid", str(nut.node.pid), "--rate", "200",
                                 "--duration", str(int(duration_s)), "--format", fmt_name,
-                                "--nonblocking", "-o", str(path)],
+                                "--native" if native else "--nonblocking", "-o", str(path)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         h.feed_window(nut.probe, raws, window, duration_s + 1.0)
         _, err = spy.communicate(timeout=60)
@@ -240,7 +245,7 @@ def top_functions(collapsed: str, limit: int = 20) -> list[dict]:
 
 
 def ceiling(ctx, server, frames_by_res, window: int, duration_s: float, cams: list[int],
-            do_profile: bool, inputs=("image", "compressed")) -> tuple[list, dict]:
+            do_profile: str, inputs=("image", "compressed")) -> tuple[list, dict]:
     rows, profiles = [], {}
     for compressed in [kind == "compressed" for kind in inputs]:
         for n in cams:
@@ -263,7 +268,8 @@ def ceiling(ctx, server, frames_by_res, window: int, duration_s: float, cams: li
                           f"{h.fmt(r['node_cpu_ms_per_frame'], 2)} ms/frame, p50 "
                           f"{h.fmt(r['p50_ms'])} ms", flush=True)
                     if do_profile and not compressed and n == 1 and res in LOCKSTEP_RES:
-                        profiles[res] = profile(nut, raws, window, duration_s, res)
+                        profiles[res] = profile(nut, raws, window, duration_s, res,
+                                                native=do_profile == "native")
     return rows, profiles
 
 
@@ -342,7 +348,9 @@ def main(argv=None) -> int:
     parser.add_argument("--resolutions", default=",".join(h.RESOLUTIONS))
     parser.add_argument("--inputs", default="image,compressed", help="ceiling input types")
     parser.add_argument("--skip", default="", help="parts to skip: lockstep,open,ceiling")
-    parser.add_argument("--profile", action="store_true", help="py-spy the node (ceiling)")
+    parser.add_argument("--profile", nargs="?", const="python", default="",
+                        choices=("python", "native"),
+                        help="py-spy the node (ceiling); 'native' adds C/C++ frames")
     parser.add_argument("--out", type=Path, default=h.RESULTS / "bridge.json")
     args = parser.parse_args(argv)
     started = time.monotonic()
