@@ -3,7 +3,9 @@
 No ROS here. An :class:`Endpoint` holds everything a node needs to reach its server, whatever the
 request kind (stateless detection requests or a per-robot sequence):
 
-- ``url``: ``host:port`` without a scheme; ``protocol``: ``grpc`` or ``http``;
+- ``url``: ``host:port`` without a scheme (a node's ``server_url`` may list several servers:
+  :func:`endpoints_from_params` gives one Endpoint each, for a
+  :class:`~triton_ros.client.pool.ServerPool`); ``protocol``: ``grpc`` or ``http``;
 - ``model_version`` (empty = the server's latest), ``timeout_s`` per request (seconds),
   ``server_wait_timeout_s`` (how long start-up waits for the model, seconds);
 - TLS: ``ssl`` with optional PEM paths ``root_certificates`` (CA to trust), ``private_key`` +
