@@ -7,7 +7,8 @@ serialized message straight to pixels, what a raw subscription would allow), the
 ``Preprocessor`` (300x300 RGB uint8 NHWC, stretch), np.stack of one frame (what ``Detector``
 did before it sent a view), the copy into a shared memory region (``Region.write``),
 ``decode_tfod`` + ``filter_detections`` + ``boxes_to_source`` on SSD-shaped outputs holding 20
-detections, and ``detections_to_msg``.
+detections, and ``detections_to_msg``; and the floor of one rclpy executor wake-up
+(``spin_once`` with nothing ready), paid once per image callback.
 Best of ``--repeats`` runs of ``--iterations`` calls each (the best run is the one least
 disturbed by other work on the machine), microseconds per call.
 
@@ -45,6 +46,26 @@ def ssd_outputs(count: int) -> dict:
     classes[0, :count] = rng.integers(1, 90, count)
     return {"num_detections": np.array([[count]], np.float32), "detection_boxes": boxes,
             "detection_scores": scores, "detection_classes": classes}
+
+
+def spin_floor_us(iterations: int, repeats: int) -> float:
+    """What rclpy's SingleThreadedExecutor costs per wake-up before any callback runs: a plain
+    node (its parameter services only), ``spin_once(timeout_sec=0)`` with nothing ready. The
+    node pays at least this per image callback."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    h.ros_env()
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("bench_hotpath_spin", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        return best_us(lambda: executor.spin_once(timeout_sec=0), iterations, repeats)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
 
 
 def main(argv=None) -> int:
@@ -97,6 +118,9 @@ def main(argv=None) -> int:
                 print(f"{res:<10} {stage:<32} {rows[-1][2]:9.1f} us", flush=True)
     finally:
         region.destroy()
+    floor = spin_floor_us(args.iterations * 5, args.repeats)
+    rows.append(["-", "rclpy spin_once, nothing ready (node with 7 services)", floor])
+    print(f"{'-':<10} {rows[-1][1]:<32} {floor:9.1f} us", flush=True)
     print()
     print(h.markdown_table(["input", "stage", "us / call"], rows))
     print(f"\nload average at end: {h.load_avg()}")
