@@ -240,3 +240,19 @@ def test_random_keys_are_placed_like_rendezvous_over_the_ready_servers():
             assert pool.place(key).url == rendezvous_rank(key, ready)[0]
     finally:
         pool.close()
+
+
+def test_a_request_that_fails_before_reaching_a_server_is_not_left_in_flight():
+    """Inputs tritonclient cannot even encode raise before any network I/O: the error reaches
+    the caller unchanged, nothing is marked down, and the in-flight count returns to 0."""
+    pool = refused_pool(2)
+    try:
+        for server in pool.servers:
+            server.state = "ready"
+        with pytest.raises(Exception) as caught:   # Triton has no complex datatype
+            pool.infer({"x": np.zeros((1, 2), np.complex64)}, ["y"])
+        assert not isinstance(caught.value, TritonError), caught.value
+        assert [s.in_flight for s in pool.servers] == [0, 0]
+        assert [s.state for s in pool.servers] == ["ready", "ready"]
+    finally:
+        pool.close()

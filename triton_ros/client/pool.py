@@ -262,7 +262,6 @@ class ServerPool:
                 outputs = server.client.infer(inputs, output_names)
             except TritonError as exc:
                 with self._lock:
-                    server.in_flight -= 1
                     server.failures += 1
                     if attempt:
                         self.retries_failed += 1
@@ -272,10 +271,13 @@ class ServerPool:
                 tried.append(server)
                 last = exc
                 continue
-            with self._lock:
-                server.in_flight -= 1
-                server.requests += 1
-            return outputs
+            else:
+                with self._lock:
+                    server.requests += 1
+                return outputs
+            finally:  # whatever happened (also a non-Triton error): no longer in flight
+                with self._lock:
+                    server.in_flight -= 1
         if last is None:
             raise self._none_ready()
         if len(tried) == 1:
