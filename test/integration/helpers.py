@@ -91,3 +91,33 @@ def video_frames(indices) -> list:
     finally:
         capture.release()
     return frames
+
+
+def start_servers(log_dir: Path, count: int, models) -> list:
+    """``count`` real tritonservers on 127.0.0.1 serving ``models``, logs in ``log_dir``;
+    all cleaned up (and the test failed) if one does not start."""
+    import pytest
+
+    from triton_ros.tools.local_server import LocalTritonServer
+    started = [LocalTritonServer(models=list(models), log_path=log_dir / f"server{i}.log")
+               for i in range(count)]
+    try:
+        for server in started:
+            server.start(timeout_s=180)
+    except Exception as exc:
+        for server in started:
+            server.cleanup()
+        pytest.fail(f"tritonservers did not start: {exc}")
+    return started
+
+
+def success_count(server, model: str) -> int:
+    """Successful inferences of ``model`` that ``server`` itself counted (its statistics)."""
+    from triton_ros.client import TritonClient
+    client = TritonClient(server.grpc_url, model)
+    try:
+        stats = client.inference_statistics()
+    finally:
+        client.close()
+    return sum(int(m["inference_stats"]["success"].get("count", 0))
+               for m in stats["model_stats"])

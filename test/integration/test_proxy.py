@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 
 from triton_ros.tools.local_proxy import LocalProxy, ProxyUnavailable, find_haproxy, find_nginx
-from triton_ros.tools.local_server import LocalTritonServer
 
-from helpers import IMAGE_TOPIC, bag_messages, video_frames, wait_until
+import helpers
+from helpers import IMAGE_TOPIC, bag_messages, start_servers, video_frames, wait_until
 from sequence_data import kill_server_hard
 
 try:
@@ -44,16 +44,7 @@ BOTH = pytest.mark.parametrize("fleet", ["nginx", "haproxy"], indirect=True)
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     """Two real tritonservers, SSD + tracker each."""
-    logs = tmp_path_factory.mktemp("fleet")
-    started = [LocalTritonServer(models=[SSD, TRACKER], log_path=logs / f"server{i}.log")
-               for i in range(2)]
-    try:
-        for server in started:
-            server.start(timeout_s=180)
-    except Exception as exc:
-        for server in started:
-            server.cleanup()
-        pytest.fail(f"tritonservers did not start: {exc}")
+    started = start_servers(tmp_path_factory.mktemp("fleet"), 2, [SSD, TRACKER])
     yield started
     for server in started:
         server.cleanup()
@@ -75,15 +66,7 @@ def fleet(request, servers):
 
 
 def success_count(server, model=SSD) -> int:
-    """Successful inferences of ``model`` that ``server`` itself counted."""
-    from triton_ros.triton_client import TritonClient
-    client = TritonClient(server.grpc_url, model)
-    try:
-        stats = client.inference_statistics()
-    finally:
-        client.close()
-    return sum(int(m["inference_stats"]["success"].get("count", 0))
-               for m in stats["model_stats"])
+    return helpers.success_count(server, model)
 
 
 def detector(url):

@@ -23,9 +23,8 @@ import pytest
 from triton_ros.client import Endpoint, ServerPool, TritonClient, rendezvous_rank
 from triton_ros.detector import Detector, DetectorConfig
 from triton_ros.sequences import SequenceStream, assign_correlation_id
-from triton_ros.tools.local_server import LocalTritonServer
 
-from helpers import video_frames, wait_until
+from helpers import start_servers, success_count, video_frames, wait_until
 from sequence_data import kill_server_hard, reference_track_ids, robot_streams
 from test_faults import Probe, counters_add_up
 from test_sequence_security import END, OUTPUTS, TRACKER
@@ -38,16 +37,7 @@ DETECT = "triton_ros.ros.detect_node"
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     """Three real tritonservers, each with the SSD, the null detector and the tracker."""
-    logs = tmp_path_factory.mktemp("server_list")
-    started = [LocalTritonServer(models=[SSD, NULL, TRACKER], log_path=logs / f"server{i}.log")
-               for i in range(3)]
-    try:
-        for server in started:
-            server.start(timeout_s=180)
-    except Exception as exc:
-        for server in started:
-            server.cleanup()
-        pytest.fail(f"tritonservers did not start: {exc}")
+    started = start_servers(tmp_path_factory.mktemp("server_list"), 3, [SSD, NULL, TRACKER])
     yield started
     for server in started:
         server.cleanup()
@@ -57,17 +47,6 @@ def restart_if_killed(server) -> None:
     """Leave the module's servers whole for the next test."""
     if server.process is None:
         server.start(timeout_s=180)
-
-
-def success_count(server, model) -> int:
-    """Successful inferences of ``model`` that ``server`` itself counted."""
-    client = TritonClient(server.grpc_url, model)
-    try:
-        stats = client.inference_statistics()
-    finally:
-        client.close()
-    return sum(int(m["inference_stats"]["success"].get("count", 0))
-               for m in stats["model_stats"])
 
 
 def endpoints(servers, **options):
