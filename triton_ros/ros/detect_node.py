@@ -49,7 +49,8 @@ from triton_ros.preprocess import COLOR_ORDERS, RESIZE_MODES, SCALING_MODES
 from triton_ros.ros.connection_params import CONNECTION_PARAMETERS, client_from_params
 from triton_ros.ros.messages import (SerializedImage, detections_to_msg, image_msg_to_bgr,
                                      stamp_to_ns)
-from triton_ros.ros.diagnostics import latency_values, make_status, publish_status
+from triton_ros.ros.diagnostics import (latency_values, make_status, publish_status,
+                                        server_change_reporter)
 from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
 from triton_ros.ros.runner import reuse_large_buffers, run_node
 from triton_ros.triton_client import UNAVAILABLE_KINDS, TritonError
@@ -187,7 +188,8 @@ class DetectNode(LifecycleNode):
         self._last_error_at = 0.0
         self._last_logged: dict[str, float] = {}
 
-        self.client = client_from_params(p, on_server_change=self._on_server_change)
+        self.client = client_from_params(
+            p, on_server_change=server_change_reporter(self, self._report_error))
         self.connection = ModelConnection(
             self._connect, Backoff(p["reconnect_initial_s"], p["reconnect_max_s"]),
             on_change=self._on_connection_change,
@@ -391,14 +393,6 @@ class DetectNode(LifecycleNode):
         else:
             self._report_error(f"Triton {state}: {detail}", kind="connection" + state,
                                every_s=10.0)
-
-    def _on_server_change(self, url: str, state: str, detail: str) -> None:
-        """One server of a ``server_url`` list went down or came back (the others carry on)."""
-        if state == "ready":
-            self.get_logger().info(f"server {url} ready")
-        else:
-            self._report_error(f"server {url} taken out of the list (probed again with "
-                               f"backoff): {detail}", kind="server" + url, every_s=10.0)
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         """Apply the dynamic parameters (score_threshold, max_detections) between requests."""

@@ -24,3 +24,16 @@ def publish_status(node, publisher, status: DiagnosticStatus) -> None:
     array = DiagnosticArray(status=[status])
     array.header.stamp = node.get_clock().now().to_msg()
     publisher.publish(array)
+
+
+def server_change_reporter(node, report_error):
+    """An ``on_change(url, state, detail)`` for a ServerPool (a ``server_url`` list): a server
+    coming back is logged, one going down is reported with ``report_error(text, kind, every_s)``
+    (the node's throttled error log, which also sets its ``last_error``)."""
+    def changed(url: str, state: str, detail: str) -> None:
+        if state == "ready":
+            node.get_logger().info(f"server {url} ready")
+        else:
+            report_error(f"server {url} taken out of the list (probed again with backoff): "
+                         f"{detail}", kind="server" + url, every_s=10.0)
+    return changed

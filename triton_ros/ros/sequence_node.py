@@ -41,7 +41,7 @@ from rclpy.parameter import Parameter
 from triton_ros.client.pool import ServerPool
 from triton_ros.frame_queue import FrameQueue
 from triton_ros.ros.runner import run_node
-from triton_ros.ros.diagnostics import make_status, publish_status
+from triton_ros.ros.diagnostics import make_status, publish_status, server_change_reporter
 from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
 from triton_ros.ros.connection_params import client_from_params, connection_parameters
 from triton_ros.sequences import (MAX_ROBOT_ID, STREAMS_PER_ROBOT, Claim, ClaimRegistry,
@@ -104,7 +104,8 @@ class SequenceNode(LifecycleNode):
         self._last_failure = self._last_loss = -1e9
         self._lock = threading.Lock()
         # One client (connection options validated once); the stream's transport comes from it.
-        self.client = client_from_params(p, on_server_change=self._on_server_change)
+        self.client = client_from_params(
+            p, on_server_change=server_change_reporter(self, self.report_error))
         self.transport = self.client.sequence_transport()
         self.stream = SequenceStream(
             self.transport, p["model_name"], self.assignment, model_version=p["model_version"],
@@ -286,14 +287,6 @@ class SequenceNode(LifecycleNode):
         else:
             self._last_failure = time.monotonic()
             self.report_error(f"{text}: {event.reason}", kind="sequence_event")
-
-    def _on_server_change(self, url: str, state: str, detail: str) -> None:
-        """One server of a ``server_url`` list went down or came back."""
-        if state == "ready":
-            self.get_logger().info(f"server {url} ready")
-        else:
-            self.report_error(f"server {url} taken out of the list (probed again with "
-                              f"backoff): {detail}", kind="server" + url, every_s=10.0)
 
     def report_error(self, text: str, kind: str, every_s: float = 2.0) -> None:
         """Log ``text`` unless an error of the same ``kind`` was logged in the last ``every_s``."""
