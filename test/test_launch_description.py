@@ -1,11 +1,12 @@
 """Tests for launch/detect.launch.py and the parameter files under config/."""
 
-import ast
 import importlib.util
 from pathlib import Path
 import re
 
 import pytest
+
+from launch_static import declared_arguments
 
 from triton_ros.ros.detect_node import PARAMETERS as DETECT_PARAMETERS
 
@@ -24,7 +25,7 @@ PROTOCOLS = {'grpc', 'http'}
 EXPECTED_PRESETS = {'jetson', 'isaac_ros', 'remote_server'}
 EXPECTED_ARGUMENTS = {
     'server_url', 'protocol', 'model_name', 'image_topic', 'detections_topic',
-    'namespace', 'params_file', 'preset', 'use_sim_time', 'log_level',
+    'namespace', 'params_file', 'preset', 'use_sim_time', 'log_level', 'autostart',
 }
 HOST_PORT = re.compile(r'^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:(\d{1,5})$')
 
@@ -106,13 +107,7 @@ def test_default_parameters_match_contract():
 
 def test_launch_file_declares_arguments_statically():
     """Check the declared argument names without importing launch."""
-    tree = ast.parse(LAUNCH_FILE.read_text())
-    declared = {
-        node.args[0].value for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and getattr(node.func, 'id', None) == 'DeclareLaunchArgument'
-        and node.args and isinstance(node.args[0], ast.Constant)
-    }
-    assert EXPECTED_ARGUMENTS <= declared
+    assert EXPECTED_ARGUMENTS <= set(declared_arguments(LAUNCH_FILE))
 
 
 # --- Tests that need launch and launch_ros -----------------------------------
