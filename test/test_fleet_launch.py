@@ -135,3 +135,12 @@ def test_invalid_fleets_fail_before_anything_starts(ros_launch, configurations):
     launch, launch_ros, module = ros_launch
     with pytest.raises(RuntimeError):
         _nodes(launch, launch_ros, module, dict(configurations, detect_params_file=''))
+
+
+def test_autostart_false_reaches_every_node(ros_launch):
+    """Issue 17: autostart was declared nowhere (ros2 launch ignored autostart:=false)."""
+    launch, launch_ros, module = ros_launch
+    nodes = _nodes(launch, launch_ros, module, {
+        'robots': '2', 'imu': 'true', 'detect_params_file': '', 'autostart': 'false'})
+    assert len(nodes) == 6
+    assert all(_parameters(node)['autostart'] is False for node in nodes)

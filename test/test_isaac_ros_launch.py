@@ -103,3 +103,16 @@ def test_node_replaces_the_triton_node(ros_launch):
     assert node.node_name.rsplit('/', 1)[-1] == 'triton_node'
     assert node.expanded_remapping_rules == [('tensor_pub', 'tensor_pub'),
                                              ('tensor_sub', 'tensor_sub')]
+
+
+def test_log_level_has_choices_and_the_node_an_exit_check(ros_launch):
+    """Issue 17: no choices, and tensor_node exiting 2 left ``ros2 launch`` returning 0."""
+    launch, launch_ros, module = ros_launch
+    description = module.generate_launch_description()
+    arguments = {a.name: a for a in description.get_launch_arguments()}
+    assert arguments['log_level'].choices == ['debug', 'info', 'warn', 'error', 'fatal']
+    context = launch.LaunchContext()
+    context.launch_configurations['log_level'] = 'verbose'
+    with pytest.raises(RuntimeError, match='verbose'):
+        for entity in description.entities:
+            entity.visit(context)
