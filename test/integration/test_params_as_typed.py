@@ -57,7 +57,10 @@ def test_a_value_outside_the_choices_still_exits_2_with_one_line(tmp_path):
     """``compression:=no`` (a bool to YAML; no false-like choice): the choices error, exit 2."""
     node = _start(tmp_path, "triton_ros.ros.detect_node",
                   ["compression:=no", f"server_url:={UNREACHABLE}"], "typed_detect_no_zip")
-    assert node.process.wait(60) == 2, node.output()
+    try:
+        assert node.process.wait(60) == 2, node.output()
+    finally:
+        node.stop()
     assert "[/typed_detect_no_zip] configuration error: invalid parameters: " \
         "compression='false' is not one of ['', 'gzip', 'deflate']" in node.output()
 
@@ -74,6 +77,9 @@ def test_configuration_error_names_the_real_node(tmp_path, module, words, expect
                             reason="isaac_ros_tensor_list_interfaces not built")
     node = NodeProcess(module, {"protocol": "ftp"}, log_path=tmp_path / "node.log",
                        extra_args=["--ros-args", *words])
-    assert node.process.wait(60) == 2, node.output()
+    try:
+        assert node.process.wait(60) == 2, node.output()
+    finally:
+        node.stop()
     assert f"{expected} configuration error: invalid parameters: protocol='ftp'" \
         in node.output(), node.output()
