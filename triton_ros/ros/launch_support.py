@@ -163,7 +163,8 @@ def reject_undeclared(declared) -> OpaqueFunction:
             raise UndeclaredArgumentError(
                 f"{where}: unknown argument(s) {', '.join(unknown)}; valid arguments: "
                 f"{', '.join(declared)} (ros2 launch {PACKAGE} {where} --show-args describes "
-                'them)')
+                'them; included from a launch file of your own: include it under '
+                'GroupAction(forwarding=False), README "Including into a robot stack")')
         # Includes made by this file see these names as its own, not as given to them.
         return [SetLaunchConfiguration(KNOWN_KEY, ','.join(sorted(known)))]
 
