@@ -14,8 +14,11 @@ The files may be keyed ``/**``, by the node's full name (``/robot1/triton_detect
 (:mod:`triton_ros.param_layers`). It does not rely on ``--params-file`` order, because rclpy
 applies file keys in order of first appearance across all files.
 
-A node exiting non-zero (e.g. 2, a configuration error) stops the launch and ``ros2 launch``
-returns non-zero; ``log_level`` and the boolean arguments have declared choices.
+Assembled from :mod:`triton_ros.ros.launch_support`: an argument this file does not declare
+fails the launch with the list of valid ones; a node exiting non-zero (e.g. 2, a configuration
+error) stops the launch and ``ros2 launch`` returns non-zero; ``log_level`` and the boolean
+arguments have declared choices. ``autostart:=false`` leaves the node unconfigured for a
+lifecycle manager.
 
 Examples::
 
@@ -41,46 +44,19 @@ tracking.launch.py does this), which keeps an enclosing ``PushRosNamespace``/``S
 enclosing file: put them inside the group, as above.)
 """
 
-import os
-
-from ament_index_python.packages import get_package_share_directory
-from ament_index_python.packages import PackageNotFoundError
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
-from launch.actions import GroupAction
-from launch.actions import OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch.substitutions import PathJoinSubstitution
-from launch_ros.actions import Node
-from launch_ros.actions import PushRosNamespace
 from launch_ros.substitutions import FindPackageShare
 
-from triton_ros.ros.launch_support import fail_on_error_exit
-from triton_ros.ros.launch_support import LOG_LEVELS
-from triton_ros.ros.launch_support import node_parameters
+from triton_ros.ros.launch_support import (arg, assemble, autostart_argument, given_overrides,
+                                           group, log_level_argument, namespace_argument,
+                                           node_parameters, resolve_preset, ros_node, to_bool,
+                                           to_list, use_sim_time_argument)
 
 PACKAGE = 'triton_ros'
 EXECUTABLE = 'detect_node'
 NODE_NAME = 'triton_detect'
-
-_TRUE = ('true', '1', 'yes', 'on')
-_FALSE = ('false', '0', 'no', 'off')
-
-
-def _to_bool(value):
-    """Convert a launch string to bool."""
-    lowered = value.lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError(f"expected true or false, got '{value}'")
-
-
-def _to_list(value):
-    """Convert 'front, rear:compressed' to ['front', 'rear:compressed']."""
-    return [item.strip() for item in value.split(',') if item.strip()]
-
 
 # Launch arguments that override a parameter only when non-empty, with the
 # function that converts the launch string to the parameter's type.
@@ -90,90 +66,34 @@ OVERRIDES = {
     'model_name': str,
     'model_version': str,
     'score_threshold': float,
-    'use_sim_time': _to_bool,
-    'cameras': _to_list,
+    'autostart': to_bool,
+    'use_sim_time': to_bool,
+    'cameras': to_list,
 }
-
-
-def _preset_dirs():
-    """Return directories that may hold preset files, best first."""
-    # The launch file sits in <share or source>/launch/, next to config/.
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    dirs = [os.path.join(here, 'config', 'presets')]
-    try:
-        share = os.path.join(get_package_share_directory(PACKAGE), 'config', 'presets')
-    except (PackageNotFoundError, OSError):
-        share = None
-    if share and os.path.realpath(share) != os.path.realpath(dirs[0]):
-        dirs.append(share)
-    return dirs
-
-
-def resolve_preset(preset):
-    """Return the YAML file for a preset name or path, or None for ''."""
-    preset = preset.strip()
-    if not preset:
-        return None
-    if os.sep in preset:
-        if not os.path.isfile(preset):
-            raise RuntimeError(f"preset file '{preset}' does not exist")
-        return os.path.abspath(preset)
-    name = preset if preset.endswith(('.yaml', '.yml')) else preset + '.yaml'
-    available = set()
-    for directory in _preset_dirs():
-        path = os.path.join(directory, name)
-        if os.path.isfile(path):
-            return path
-        if os.path.isdir(directory):
-            available.update(
-                os.path.splitext(f)[0] for f in os.listdir(directory)
-                if f.endswith(('.yaml', '.yml')))
-    raise RuntimeError(
-        f"unknown preset '{preset}'; available: {', '.join(sorted(available)) or 'none'}")
 
 
 def build_parameters(context, namespace=''):
     """Return the Node parameter list: ONE dict, params_file < preset < given overrides."""
-    params_file = LaunchConfiguration('params_file').perform(context).strip()
-    preset_file = resolve_preset(LaunchConfiguration('preset').perform(context))
-    overrides = {}
-    for name, convert in OVERRIDES.items():
-        value = LaunchConfiguration(name).perform(context).strip()
-        if value:
-            try:
-                overrides[name] = convert(value)
-            except ValueError as error:
-                raise RuntimeError(f"invalid value for '{name}': {error}") from error
-    return node_parameters(context, NODE_NAME, namespace, [params_file, preset_file],
-                           overrides)
+    preset_file = resolve_preset(arg(context, 'preset'), __file__)
+    return node_parameters(context, NODE_NAME, namespace,
+                           [arg(context, 'params_file'), preset_file],
+                           given_overrides(context, OVERRIDES))
 
 
-def launch_setup(context, *args, **kwargs):
-    """Build the detection node from the evaluated launch arguments."""
-    namespace = LaunchConfiguration('namespace').perform(context).strip()
-    log_level = LaunchConfiguration('log_level').perform(context).strip()
-    node = Node(
-        package=PACKAGE,
-        executable=EXECUTABLE,
-        name=NODE_NAME,
-        output='screen',
-        parameters=build_parameters(context, namespace),
-        remappings=[
-            ('image', LaunchConfiguration('image_topic').perform(context)),
-            ('image/compressed',
-             LaunchConfiguration('image_topic').perform(context) + '/compressed'),
-            ('detections', LaunchConfiguration('detections_topic').perform(context)),
-        ],
-        arguments=['--ros-args', '--log-level', log_level] if log_level else [],
-    )
-    actions = [PushRosNamespace(namespace)] if namespace else []
-    return [GroupAction(actions + [node, fail_on_error_exit(node)])]
+def setup(context):
+    """The detection node (and its exit check) in ``namespace``."""
+    namespace = arg(context, 'namespace')
+    image = LaunchConfiguration('image_topic').perform(context)
+    return group(namespace, ros_node(
+        context, EXECUTABLE, NODE_NAME, build_parameters(context, namespace),
+        remappings=[('image', image), ('image/compressed', image + '/compressed'),
+                    ('detections', LaunchConfiguration('detections_topic').perform(context))]))
 
 
 def generate_launch_description():
     """Declare the launch arguments and the detection node."""
     default_params = PathJoinSubstitution([FindPackageShare(PACKAGE), 'config', 'detect.yaml'])
-    return LaunchDescription([
+    return assemble([
         DeclareLaunchArgument(
             'params_file', default_value=default_params,
             description='Parameter YAML file applied first (lowest precedence).'),
@@ -200,9 +120,8 @@ def generate_launch_description():
         DeclareLaunchArgument(
             'score_threshold', default_value='',
             description='Minimum detection score. Empty keeps the params_file/preset value.'),
-        DeclareLaunchArgument(
-            'use_sim_time', default_value='',
-            description='Use /clock time (true/false). Empty leaves it unset here.'),
+        autostart_argument(),
+        use_sim_time_argument(),
         DeclareLaunchArgument(
             'cameras', default_value='',
             description='Comma-separated camera names for one multi-camera node, e.g. '
@@ -215,12 +134,6 @@ def generate_launch_description():
             'detections_topic', default_value='detections',
             description='Output vision_msgs/Detection2DArray topic, remapped onto the '
                         'relative "detections".'),
-        DeclareLaunchArgument(
-            'namespace', default_value='',
-            description='Namespace pushed for the node, relative to any enclosing one. '
-                        'Empty for none.'),
-        DeclareLaunchArgument(
-            'log_level', default_value='info', choices=LOG_LEVELS,
-            description='Logging level: debug, info, warn, error or fatal.'),
-        OpaqueFunction(function=launch_setup),
-    ])
+        namespace_argument(),
+        log_level_argument(),
+    ], setup)

@@ -12,7 +12,9 @@ Per robot, in its namespace (``robot1``, ``robot2``, ... or the names given in `
 Every robot gets its own ``robot_id`` (consecutive from ``robot_id_base``, or ``robot_ids``), so
 its sequences get correlation ids no other robot uses (robot_id * 256 + stream index); duplicate
 ids or namespaces fail the launch before anything starts; a node exiting non-zero stops the
-launch (``ros2 launch`` returns non-zero). Robots started by different launch
+launch (``ros2 launch`` returns non-zero); an argument this file does not declare fails the launch
+with the list of valid ones (:mod:`triton_ros.ros.launch_support`). ``autostart:=false`` leaves
+every node unconfigured for a lifecycle manager. Robots started by different launch
 files must use disjoint ids (e.g. ``robot_id_base:=101`` on a second site): see
 docs/sequences.md.
 
@@ -22,115 +24,66 @@ Examples::
     ros2 launch triton_ros fleet.launch.py robots:=alpha,bravo robot_ids:=17,42 imu:=true
 """
 
-from ament_index_python.packages import get_package_share_directory
-from ament_index_python.packages import PackageNotFoundError
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
-from launch.actions import GroupAction
-from launch.actions import OpaqueFunction
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
-from launch_ros.actions import PushRosNamespace
 
-from triton_ros.ros.launch_support import fail_on_error_exit
-from triton_ros.ros.launch_support import LOG_LEVELS
-from triton_ros.ros.launch_support import node_parameters
+from triton_ros.ros.launch_support import (arg, assemble, autostart_argument, bool_argument,
+                                           given_overrides, group, log_level_argument,
+                                           node_parameters, ros_node, share_file, to_bool,
+                                           use_sim_time_argument)
 
-PACKAGE = 'triton_ros'
-
-_TRUE = ('true', '1', 'yes', 'on')
-_FALSE = ('false', '0', 'no', 'off')
-
-
-def _to_bool(name, value):
-    """Convert a launch string to bool."""
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise RuntimeError(f"invalid value for '{name}': expected true or false, got '{value}'")
-
-
-def _default_detect_params():
-    """Return share/triton_ros/config/detect.yaml, or '' when the package is not installed."""
-    try:
-        return get_package_share_directory(PACKAGE) + '/config/detect.yaml'
-    except (PackageNotFoundError, OSError):
-        return ''
+#: arguments that override every node's parameters when given
+COMMON_OVERRIDES = {'autostart': to_bool, 'use_sim_time': to_bool}
 
 
 def fleet_plan(context):
     """Return the FleetRobot list for the evaluated arguments (RuntimeError when invalid)."""
     from triton_ros.sequences import plan_fleet
 
-    def arg(name):
-        return LaunchConfiguration(name).perform(context).strip()
-
     try:
-        base = int(arg('robot_id_base'))
-        return plan_fleet(arg('robots'), robot_id_base=base, robot_ids=arg('robot_ids'),
-                          namespace_prefix=arg('namespace_prefix'))
+        base = int(arg(context, 'robot_id_base'))
+        return plan_fleet(arg(context, 'robots'), robot_id_base=base,
+                          robot_ids=arg(context, 'robot_ids'),
+                          namespace_prefix=arg(context, 'namespace_prefix'))
     except ValueError as error:
         raise RuntimeError(f'invalid fleet: {error}') from error
 
 
-def launch_setup(context, *args, **kwargs):
-    """Build one namespaced group of nodes per robot."""
-    def arg(name):
-        return LaunchConfiguration(name).perform(context).strip()
-
-    server_url = arg('server_url')
-    protocol = arg('protocol')
-    log_level = arg('log_level')
-    arguments = ['--ros-args', '--log-level', log_level] if log_level else []
-    common = {'server_url': server_url}
-    use_sim_time = arg('use_sim_time')
-    if use_sim_time:
-        common['use_sim_time'] = _to_bool('use_sim_time', use_sim_time)
+def setup(context):
+    """One namespaced group of nodes (each with its exit check) per robot."""
+    protocol = arg(context, 'protocol')
+    common = dict(given_overrides(context, COMMON_OVERRIDES),
+                  server_url=arg(context, 'server_url'))
     # detect_node speaks grpc or http; the sequence nodes also take grpc_unary.
     detect_protocol = 'http' if protocol == 'http' else 'grpc'
-    enabled = {name: _to_bool(name, arg(name)) for name in ('detect', 'track', 'imu', 'scan')}
+    enabled = {name: to_bool(arg(context, name)) for name in ('detect', 'track', 'imu', 'scan')}
 
     groups = []
     for robot in fleet_plan(context):
         sequence = dict(common, protocol=protocol, robot_id=robot.robot_id)
         nodes = []
         if enabled['detect']:
-            nodes.append(Node(
-                package=PACKAGE, executable='detect_node', name='triton_detect',
-                output='screen', arguments=arguments,
-                # Layered in Python: the file's values (whatever its node keys) < these.
-                parameters=node_parameters(context, 'triton_detect', robot.namespace,
-                                           [arg('detect_params_file')],
-                                           dict(common, protocol=detect_protocol)),
-                remappings=[('image', arg('image_topic'))]))
+            # Layered in Python: the file's values (whatever its node keys) < these.
+            nodes += ros_node(context, 'detect_node', 'triton_detect', node_parameters(
+                context, 'triton_detect', robot.namespace, [arg(context, 'detect_params_file')],
+                dict(common, protocol=detect_protocol)),
+                remappings=[('image', arg(context, 'image_topic'))])
         if enabled['track']:
-            nodes.append(Node(
-                package=PACKAGE, executable='track_node', name='triton_track',
-                output='screen', arguments=arguments, parameters=[sequence]))
+            nodes += ros_node(context, 'track_node', 'triton_track', [sequence])
         if enabled['imu']:
-            nodes.append(Node(
-                package=PACKAGE, executable='sensor_sequence_node', name='imu_motion',
-                output='screen', arguments=arguments,
-                parameters=[dict(sequence, message_type='sensor_msgs/msg/Imu',
-                                 stream_index=0)],
-                remappings=[('input', arg('imu_topic'))]))
+            nodes += ros_node(context, 'sensor_sequence_node', 'imu_motion', [dict(
+                sequence, message_type='sensor_msgs/msg/Imu', stream_index=0)],
+                remappings=[('input', arg(context, 'imu_topic'))])
         if enabled['scan']:
-            nodes.append(Node(
-                package=PACKAGE, executable='sensor_sequence_node', name='scan_motion',
-                output='screen', arguments=arguments,
-                parameters=[dict(sequence, message_type='sensor_msgs/msg/LaserScan',
-                                 stream_index=1)],
-                remappings=[('input', arg('scan_topic'))]))
-        groups.append(GroupAction([PushRosNamespace(robot.namespace)] + nodes
-                                  + [fail_on_error_exit(node) for node in nodes]))
+            nodes += ros_node(context, 'sensor_sequence_node', 'scan_motion', [dict(
+                sequence, message_type='sensor_msgs/msg/LaserScan', stream_index=1)],
+                remappings=[('input', arg(context, 'scan_topic'))])
+        groups += group(robot.namespace, nodes)
     return groups
 
 
 def generate_launch_description():
     """Declare the launch arguments and the per-robot groups."""
-    return LaunchDescription([
+    return assemble([
         DeclareLaunchArgument(
             'robots', default_value='3',
             description='Number of robots (namespaces <namespace_prefix>1..N) or their '
@@ -153,19 +106,12 @@ def generate_launch_description():
             'protocol', default_value='grpc', choices=['grpc', 'http', 'grpc_unary'],
             description='grpc: one bidirectional stream per sequence; http or grpc_unary: '
                         'unary requests.'),
-        DeclareLaunchArgument(
-            'detect', default_value='true',
-            description='Start detect_node per robot (true/false).'),
-        DeclareLaunchArgument(
-            'track', default_value='true',
-            description='Start track_node per robot (true/false).'),
-        DeclareLaunchArgument(
-            'imu', default_value='false',
-            description='Start sensor_sequence_node for sensor_msgs/Imu per robot (true/false).'),
-        DeclareLaunchArgument(
-            'scan', default_value='false',
-            description='Start sensor_sequence_node for sensor_msgs/LaserScan per robot '
-                        '(true/false).'),
+        bool_argument('detect', 'true', 'Start detect_node per robot.'),
+        bool_argument('track', 'true', 'Start track_node per robot.'),
+        bool_argument('imu', 'false',
+                      'Start sensor_sequence_node for sensor_msgs/Imu per robot.'),
+        bool_argument('scan', 'false',
+                      'Start sensor_sequence_node for sensor_msgs/LaserScan per robot.'),
         DeclareLaunchArgument(
             'image_topic', default_value='image',
             description='Camera topic of each robot, relative to its namespace.'),
@@ -176,14 +122,10 @@ def generate_launch_description():
             'scan_topic', default_value='scan',
             description='LaserScan topic of each robot, relative to its namespace.'),
         DeclareLaunchArgument(
-            'detect_params_file', default_value=_default_detect_params(),
+            'detect_params_file', default_value=share_file('config', 'detect.yaml'),
             description='Parameter file for detect_node (server_url and protocol override '
                         'it). Empty for none.'),
-        DeclareLaunchArgument(
-            'use_sim_time', default_value='',
-            description='Use /clock time (true/false). Empty leaves it unset.'),
-        DeclareLaunchArgument(
-            'log_level', default_value='info', choices=LOG_LEVELS,
-            description='Logging level: debug, info, warn, error or fatal.'),
-        OpaqueFunction(function=launch_setup),
-    ])
+        autostart_argument(),
+        use_sim_time_argument(),
+        log_level_argument(),
+    ], setup)

@@ -8,7 +8,10 @@ arguments (lists written as upstream writes them, e.g. ``'["input_tensor"]'``), 
 tensors to ``server_url`` instead of running Triton in-process. See docs/isaac_ros.md.
 
 Parameters, later layers winning: ``params_file`` (optional; connection settings such as TLS
-or auth), then the arguments given here (only when non-empty).
+or auth), then the arguments given here (only when non-empty). Assembled from
+:mod:`triton_ros.ros.launch_support`: ``tensor_node`` exiting non-zero (e.g. 2, a configuration
+error) stops the launch and ``ros2 launch`` returns non-zero; ``log_level`` has declared choices;
+an argument this file does not declare fails the launch with the list of valid ones.
 
 Example (PeopleNet / DetectNet graph, model served by a GPU server)::
 
@@ -18,29 +21,14 @@ Example (PeopleNet / DetectNet graph, model served by a GPU server)::
       output_binding_names:='["output_cov/Sigmoid:0", "output_bbox/BiasAdd:0"]'
 """
 
-import yaml
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
-from launch.actions import GroupAction
-from launch.actions import OpaqueFunction
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
-from launch_ros.actions import PushRosNamespace
+
+from triton_ros.ros.launch_support import (arg, assemble, given_overrides, group,
+                                           log_level_argument, namespace_argument, ros_node,
+                                           to_list)
 
 PACKAGE = 'triton_ros'
 EXECUTABLE = 'tensor_node'
-
-
-def _to_list(value):
-    """Convert '["a", "b"]' (upstream's style), 'a, b' or 'a' to a list of strings."""
-    value = value.strip()
-    if value.startswith('['):
-        parsed = yaml.safe_load(value)
-        if not isinstance(parsed, list):
-            raise ValueError(f"expected a list, got '{value}'")
-        return [str(item) for item in parsed if str(item)]
-    return [item.strip() for item in value.split(',') if item.strip()]
-
 
 # Launch arguments passed on as parameters only when non-empty, with their conversion.
 OVERRIDES = {
@@ -48,57 +36,31 @@ OVERRIDES = {
     'protocol': str,
     'model_name': str,
     'model_version': str,
-    'input_tensor_names': _to_list,
-    'input_binding_names': _to_list,
-    'output_tensor_names': _to_list,
-    'output_binding_names': _to_list,
+    'input_tensor_names': to_list,
+    'input_binding_names': to_list,
+    'output_tensor_names': to_list,
+    'output_binding_names': to_list,
 }
 
 
 def build_parameters(context):
     """Return the Node parameter list: params_file < given overrides."""
-    parameters = []
-    params_file = LaunchConfiguration('params_file').perform(context).strip()
-    if params_file:
-        parameters.append(params_file)
-    overrides = {}
-    for name, convert in OVERRIDES.items():
-        value = LaunchConfiguration(name).perform(context).strip()
-        if value:
-            try:
-                converted = convert(value)
-            except (ValueError, yaml.YAMLError) as error:
-                raise RuntimeError(f"invalid value for '{name}': {error}") from error
-            if converted != []:
-                overrides[name] = converted
-    if overrides:
-        parameters.append(overrides)
-    return parameters
+    params_file = arg(context, 'params_file')
+    overrides = given_overrides(context, OVERRIDES)
+    return ([params_file] if params_file else []) + ([overrides] if overrides else [])
 
 
-def launch_setup(context, *args, **kwargs):
-    """Build the tensor node from the evaluated launch arguments."""
-    namespace = LaunchConfiguration('namespace').perform(context).strip()
-    log_level = LaunchConfiguration('log_level').perform(context).strip()
-    node = Node(
-        package=PACKAGE,
-        executable=EXECUTABLE,
-        name=LaunchConfiguration('node_name').perform(context),
-        output='screen',
-        parameters=build_parameters(context),
-        remappings=[
-            ('tensor_pub', LaunchConfiguration('tensor_input_topic').perform(context)),
-            ('tensor_sub', LaunchConfiguration('tensor_output_topic').perform(context)),
-        ],
-        arguments=['--ros-args', '--log-level', log_level] if log_level else [],
-    )
-    actions = [PushRosNamespace(namespace)] if namespace else []
-    return [GroupAction(actions + [node])]
+def setup(context):
+    """The tensor node (and its exit check) in ``namespace``."""
+    return group(arg(context, 'namespace'), ros_node(
+        context, EXECUTABLE, arg(context, 'node_name'), build_parameters(context),
+        remappings=[('tensor_pub', arg(context, 'tensor_input_topic')),
+                    ('tensor_sub', arg(context, 'tensor_output_topic'))]))
 
 
 def generate_launch_description():
     """Declare the launch arguments and the tensor node."""
-    return LaunchDescription([
+    return assemble([
         DeclareLaunchArgument(
             'server_url', default_value='',
             description='Triton server host:port (gRPC usually 8001, HTTP 8000). '
@@ -146,11 +108,6 @@ def generate_launch_description():
             'tensor_output_topic', default_value='tensor_sub',
             description='Output TensorList topic (the decoder\'s input), remapped onto '
                         'the relative "tensor_sub".'),
-        DeclareLaunchArgument(
-            'namespace', default_value='',
-            description='Namespace pushed for the node. Empty for none.'),
-        DeclareLaunchArgument(
-            'log_level', default_value='info',
-            description='Logging level: debug, info, warn, error or fatal.'),
-        OpaqueFunction(function=launch_setup),
-    ])
+        namespace_argument('Namespace pushed for the node. Empty for none.'),
+        log_level_argument(),
+    ], setup)

@@ -10,7 +10,8 @@
 
 A second process polls ``http://<address>:<http_port>/v2/health/ready`` (and each model of
 ``wait_for_models``) for ``ready_timeout_s``: it logs ``tritonserver ready`` or stops the launch
-with a non-zero return code, as does the server exiting non-zero.
+with a non-zero return code, as does the server exiting non-zero. An argument this file does not
+declare fails the launch with the list of valid ones (:mod:`triton_ros.ros.launch_support`).
 
 Examples::
 
@@ -22,15 +23,13 @@ Examples::
 import shlex
 import sys
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.actions import ExecuteProcess
-from launch.actions import OpaqueFunction
-from launch.substitutions import LaunchConfiguration
 from launch.substitutions import PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
 
-from triton_ros.ros.launch_support import fail_on_error_exit
+from triton_ros.ros.launch_support import arg as launch_arg
+from triton_ros.ros.launch_support import assemble, fail_on_error_exit
 
 PACKAGE = 'triton_ros'
 
@@ -38,7 +37,7 @@ PACKAGE = 'triton_ros'
 def server_command(context):
     """Return the server's command line for the evaluated arguments (RuntimeError if bad)."""
     def arg(name):
-        return LaunchConfiguration(name).perform(context).strip()
+        return launch_arg(context, name)
 
     ports = {}
     for name in ('http_port', 'grpc_port', 'metrics_port'):
@@ -73,10 +72,10 @@ def _models(value):
     return [m.strip() for m in value.split(',') if m.strip()]
 
 
-def launch_setup(context, *args, **kwargs):
+def setup(context):
     """The server process, its readiness waiter, and exit checks on both."""
     def arg(name):
-        return LaunchConfiguration(name).perform(context).strip()
+        return launch_arg(context, name)
 
     try:
         timeout = float(arg('ready_timeout_s'))
@@ -97,7 +96,7 @@ def launch_setup(context, *args, **kwargs):
 
 def generate_launch_description():
     """Declare the launch arguments, the server and its readiness check."""
-    return LaunchDescription([
+    return assemble([
         DeclareLaunchArgument(
             'server', default_value='bundled', choices=['bundled', 'command'],
             description='bundled: the pytriton tritonserver of the server venv; command: the '
@@ -128,5 +127,4 @@ def generate_launch_description():
         DeclareLaunchArgument(
             'ready_timeout_s', default_value='120',
             description='Seconds to wait for readiness before stopping the launch.'),
-        OpaqueFunction(function=launch_setup),
-    ])
+    ], setup)

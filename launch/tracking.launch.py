@@ -8,11 +8,13 @@ it, while enclosing ``PushRosNamespace``/``SetRemap``/``SetParameter`` still app
 parameter layering (params_file < preset < arguments) applies.
 The tracker gets ``robot_id`` (unique in the fleet: it picks the correlation id, see
 docs/sequences.md) and the ``server_url``/``protocol`` given here (else its defaults).
-A node exiting non-zero stops the launch with a non-zero return code.
+A node exiting non-zero stops the launch with a non-zero return code; an argument this file does
+not declare fails the launch with the list of valid ones (:mod:`triton_ros.ros.launch_support`).
+``autostart:=false`` leaves both nodes unconfigured for a lifecycle manager.
 
 ``container:=true`` runs both nodes in ONE process (the ``container`` executable, a
 MultiThreadedExecutor): the same layered parameters, written as one file with a section per
-node (keyed by full node name), and node-targeted remaps.
+node (keyed by full node name, removed when the launch shuts down), and node-targeted remaps.
 
 Example::
 
@@ -22,64 +24,48 @@ Example::
 
 import importlib.util
 import os
-import tempfile
 
-import yaml
-
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
-from launch.actions import GroupAction
 from launch.actions import IncludeLaunchDescription
-from launch.actions import OpaqueFunction
 from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration
 from launch.substitutions import PathJoinSubstitution
-from launch_ros.actions import Node
-from launch_ros.actions import PushRosNamespace
 from launch_ros.substitutions import FindPackageShare
 
-from triton_ros.ros.launch_support import fail_on_error_exit
-from triton_ros.ros.launch_support import LOG_LEVELS
-from triton_ros.ros.launch_support import node_namespace
-from triton_ros.ros.launch_support import node_parameters
+from triton_ros.ros.launch_support import (arg, assemble, autostart_argument, bool_argument,
+                                           given_overrides, group, log_level_argument,
+                                           namespace_argument, node_namespace, node_parameters,
+                                           resolve_preset, ros_node, temporary_parameter_file,
+                                           to_bool, use_sim_time_argument)
 
 PACKAGE = 'triton_ros'
 DETECT_LAUNCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'detect.launch.py')
 # Arguments handed on to detect.launch.py as given here; every other argument it declares gets
 # its own default explicitly (DETECT_DEFAULTS), so nothing is inherited from the context.
 DETECT_ARGUMENTS = ('params_file', 'preset', 'server_url', 'protocol', 'model_name',
-                    'image_topic', 'use_sim_time', 'log_level')
+                    'image_topic', 'autostart', 'use_sim_time', 'log_level')
 DETECT_DEFAULTS = {'namespace': '', 'model_version': '', 'score_threshold': '', 'cameras': '',
                    'detections_topic': 'detections'}
+# Arguments that override track_node's parameters when given.
+TRACK_OVERRIDES = {'server_url': str, 'protocol': str, 'autostart': to_bool,
+                   'use_sim_time': to_bool}
 
 
-def launch_setup(context, *args, **kwargs):
-    """Build the robot's group: PushRosNamespace, detect.launch.py, track_node."""
-    def arg(name):
-        return LaunchConfiguration(name).perform(context).strip()
-
+def setup(context):
+    """The robot's group: detect.launch.py and track_node (or both in one container)."""
     try:
-        robot_id = int(arg('robot_id'))
+        robot_id = int(arg(context, 'robot_id'))
     except ValueError:
-        raise RuntimeError(f"invalid value for 'robot_id': {arg('robot_id')!r}") from None
-    track_params = {'robot_id': robot_id}
-    for name in ('server_url', 'protocol'):
-        if arg(name):
-            track_params[name] = arg(name)
-    if arg('use_sim_time'):
-        track_params['use_sim_time'] = arg('use_sim_time').lower() in ('true', '1', 'yes', 'on')
-    log_level = arg('log_level')
-    track = Node(package=PACKAGE, executable='track_node', name='triton_track',
-                 output='screen', parameters=[track_params],
-                 arguments=['--ros-args', '--log-level', log_level] if log_level else [])
-    if arg('container').lower() in ('true', '1', 'yes', 'on'):
-        return _container(context, arg, track_params, log_level)
-    detect_arguments = dict(DETECT_DEFAULTS, **{name: arg(name) for name in DETECT_ARGUMENTS})
+        raise RuntimeError(
+            f"invalid value for 'robot_id': {arg(context, 'robot_id')!r}") from None
+    track_params = dict(given_overrides(context, TRACK_OVERRIDES), robot_id=robot_id)
+    if to_bool(arg(context, 'container')):
+        return _container(context, track_params)
+    detect_arguments = dict(DETECT_DEFAULTS,
+                            **{name: arg(context, name) for name in DETECT_ARGUMENTS})
     detect = IncludeLaunchDescription(PythonLaunchDescriptionSource(DETECT_LAUNCH),
                                       launch_arguments=detect_arguments.items())
-    namespace = arg('namespace')
-    return [GroupAction(([PushRosNamespace(namespace)] if namespace else []) + [
-        detect, track, fail_on_error_exit(track)])]
+    return group(arg(context, 'namespace'), [detect] + ros_node(
+        context, 'track_node', 'triton_track', [track_params]))
 
 
 def _detect_launch_module():
@@ -89,41 +75,32 @@ def _detect_launch_module():
     return module
 
 
-def _container(context, arg, track_params, log_level):
+def _container(context, track_params):
     """Both nodes in one ``container`` process, each with its own parameter section."""
     detect_launch = _detect_launch_module()
-    overrides = {}
-    for name in ('server_url', 'protocol', 'model_name', 'use_sim_time'):
-        if arg(name):
-            overrides[name] = detect_launch.OVERRIDES[name](arg(name))
-    namespace = arg('namespace')
+    overrides = given_overrides(context, detect_launch.OVERRIDES,
+                                ('server_url', 'protocol', 'model_name', 'autostart',
+                                 'use_sim_time'))
+    namespace = arg(context, 'namespace')
     (detect_params,) = node_parameters(
         context, 'triton_detect', namespace,
-        [arg('params_file'), detect_launch.resolve_preset(arg('preset'))], overrides)
+        [arg(context, 'params_file'), resolve_preset(arg(context, 'preset'), __file__)],
+        overrides)
     base = node_namespace(context, namespace).rstrip('/')
-    sections = {f'{base}/triton_detect': {'ros__parameters': detect_params},
-                f'{base}/triton_track': {'ros__parameters': track_params}}
-    with tempfile.NamedTemporaryFile('w', prefix='triton_ros_container_', suffix='.yaml',
-                                     delete=False) as stream:
-        yaml.safe_dump(sections, stream)
-    image = arg('image_topic')
-    container = Node(
-        package=PACKAGE, executable='container', output='screen',
-        arguments=['detect', 'track'] + (['--ros-args', '--log-level', log_level]
-                                         if log_level else []),
-        parameters=[stream.name],
+    path, remove_file = temporary_parameter_file({
+        f'{base}/triton_detect': {'ros__parameters': detect_params},
+        f'{base}/triton_track': {'ros__parameters': track_params}})
+    image = arg(context, 'image_topic')
+    return [remove_file] + group(namespace, ros_node(
+        context, 'container', None, [path], arguments=['detect', 'track'],
         remappings=[('triton_detect:image', image),
-                    ('triton_detect:image/compressed', image + '/compressed')])
-    return [GroupAction(([PushRosNamespace(namespace)] if namespace else []) + [
-        container, fail_on_error_exit(container)])]
+                    ('triton_detect:image/compressed', image + '/compressed')]))
 
 
 def generate_launch_description():
     """Declare the launch arguments and the robot's detect -> track group."""
-    return LaunchDescription([
-        DeclareLaunchArgument(
-            'namespace', default_value='',
-            description='Namespace of the robot (relative to any enclosing one).'),
+    return assemble([
+        namespace_argument('Namespace of the robot (relative to any enclosing one).'),
         DeclareLaunchArgument(
             'robot_id', default_value='1',
             description='This robot\'s id, unique across everything sharing the server.'),
@@ -146,14 +123,9 @@ def generate_launch_description():
         DeclareLaunchArgument(
             'image_topic', default_value='image',
             description='Camera topic, remapped onto detect_node\'s relative "image".'),
-        DeclareLaunchArgument(
-            'use_sim_time', default_value='', choices=['', 'true', 'false'],
-            description='Use /clock time. Empty leaves it unset.'),
-        DeclareLaunchArgument(
-            'log_level', default_value='info', choices=LOG_LEVELS,
-            description='Logging level of both nodes.'),
-        DeclareLaunchArgument(
-            'container', default_value='false', choices=['true', 'false'],
-            description='Run both nodes in one process (the container executable).'),
-        OpaqueFunction(function=launch_setup),
-    ])
+        autostart_argument(),
+        use_sim_time_argument(),
+        log_level_argument('Logging level of both nodes.'),
+        bool_argument('container', 'false',
+                      'Run both nodes in one process (the container executable).'),
+    ], setup)

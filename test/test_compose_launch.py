@@ -229,3 +229,21 @@ def test_server_launch_bundled_server_becomes_ready(ros_launch, tmp_path):
             code = process.wait(60)
     assert code == 0, path.read_text()
     assert not ready(f'127.0.0.1:{http}')[0]   # the server went with the launch
+
+
+# --- Issue 17 ---------------------------------------------------------------------------------
+
+
+def test_tracking_autostart_false_reaches_both_nodes(ros_launch):
+    launch, launch_ros = ros_launch
+    from launch.actions import IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    include = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(str(LAUNCH_DIR / 'tracking.launch.py')),
+        launch_arguments={'params_file': str(DEFAULT_PARAMS), 'autostart': 'false',
+                          'namespace': 'robot1'}.items())
+    nodes, _ = visit(launch, launch_ros, [include], {})
+    by_name = {node.node_name: node_parameters(node) for node in nodes}
+    assert sorted(by_name) == ['/robot1/triton_detect', '/robot1/triton_track']
+    assert all(parameters['autostart'] is False for parameters in by_name.values())
+

@@ -5,40 +5,31 @@ tested in test/unit/test_sequences.py. Here: the launch arguments (statically, e
 where ROS 2 launch/launch_ros are importable, the nodes the description produces.
 """
 
-import ast
 import importlib.util
 from pathlib import Path
 
 import pytest
+
+from launch_static import declared_arguments, node_executables
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / 'launch' / 'fleet.launch.py'
 EXPECTED_ARGUMENTS = {
     'robots', 'namespace_prefix', 'robot_id_base', 'robot_ids', 'server_url', 'protocol',
     'detect', 'track', 'imu', 'scan', 'image_topic', 'imu_topic', 'scan_topic',
-    'detect_params_file', 'use_sim_time', 'log_level',
+    'detect_params_file', 'autostart', 'use_sim_time', 'log_level',
 }
 EXECUTABLES = {'detect_node', 'track_node', 'sensor_sequence_node'}
 LAUNCH_SKIP_REASON = ('ROS 2 launch/launch_ros are not importable '
                       '(source a ROS 2 distro to run the launch description tests)')
 
 
-def _calls(name):
-    tree = ast.parse(LAUNCH_FILE.read_text())
-    return [node for node in ast.walk(tree)
-            if isinstance(node, ast.Call) and getattr(node.func, 'id', None) == name]
-
-
 def test_launch_file_declares_arguments_statically():
-    declared = {call.args[0].value for call in _calls('DeclareLaunchArgument')
-                if call.args and isinstance(call.args[0], ast.Constant)}
-    assert declared == EXPECTED_ARGUMENTS
+    assert set(declared_arguments(LAUNCH_FILE)) == EXPECTED_ARGUMENTS
 
 
 def test_launch_file_starts_the_packaged_executables():
-    executables = {kw.value.value for call in _calls('Node') for kw in call.keywords
-                   if kw.arg == 'executable' and isinstance(kw.value, ast.Constant)}
-    assert executables == EXECUTABLES
+    assert node_executables(LAUNCH_FILE) == EXECUTABLES
     setup = (ROOT / 'setup.py').read_text()
     missing = [e for e in EXECUTABLES if f'{e} = triton_ros.ros.' not in setup]
     if missing:
@@ -144,3 +135,12 @@ def test_invalid_fleets_fail_before_anything_starts(ros_launch, configurations):
     launch, launch_ros, module = ros_launch
     with pytest.raises(RuntimeError):
         _nodes(launch, launch_ros, module, dict(configurations, detect_params_file=''))
+
+
+def test_autostart_false_reaches_every_node(ros_launch):
+    """Issue 17: autostart was declared nowhere (ros2 launch ignored autostart:=false)."""
+    launch, launch_ros, module = ros_launch
+    nodes = _nodes(launch, launch_ros, module, {
+        'robots': '2', 'imu': 'true', 'detect_params_file': '', 'autostart': 'false'})
+    assert len(nodes) == 6
+    assert all(_parameters(node)['autostart'] is False for node in nodes)

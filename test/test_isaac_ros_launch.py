@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from launch_static import declared_arguments, support_function
+
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / 'launch' / 'isaac_ros_remote.launch.py'
 # isaac_ros_triton's binding arguments, plus this file's own.
@@ -23,12 +25,7 @@ def _tree():
 
 
 def _declared_defaults():
-    defaults = {}
-    for node in ast.walk(_tree()):
-        if isinstance(node, ast.Call) and getattr(node.func, 'id', None) == 'DeclareLaunchArgument':
-            default = next(k.value.value for k in node.keywords if k.arg == 'default_value')
-            defaults[node.args[0].value] = default
-    return defaults
+    return declared_arguments(LAUNCH_FILE)
 
 
 def _overrides():
@@ -39,14 +36,9 @@ def _overrides():
 
 
 def _to_list():
-    """The launch file's _to_list, compiled alone (launch itself is not importable here)."""
+    """launch_support.to_list (the launch files' list conversion), compiled alone."""
     yaml = pytest.importorskip('yaml', reason='PyYAML is not installed')
-    (function,) = [n for n in _tree().body
-                   if isinstance(n, ast.FunctionDef) and n.name == '_to_list']
-    namespace = {'yaml': yaml}
-    exec(compile(ast.Module(body=[function], type_ignores=[]), str(LAUNCH_FILE), 'exec'),
-         namespace)
-    return namespace['_to_list']
+    return support_function('to_list', yaml=yaml)
 
 
 def test_declares_the_triton_node_arguments():
@@ -111,3 +103,16 @@ def test_node_replaces_the_triton_node(ros_launch):
     assert node.node_name.rsplit('/', 1)[-1] == 'triton_node'
     assert node.expanded_remapping_rules == [('tensor_pub', 'tensor_pub'),
                                              ('tensor_sub', 'tensor_sub')]
+
+
+def test_log_level_has_choices_and_the_node_an_exit_check(ros_launch):
+    """Issue 17: no choices, and tensor_node exiting 2 left ``ros2 launch`` returning 0."""
+    launch, launch_ros, module = ros_launch
+    description = module.generate_launch_description()
+    arguments = {a.name: a for a in description.get_launch_arguments()}
+    assert arguments['log_level'].choices == ['debug', 'info', 'warn', 'error', 'fatal']
+    context = launch.LaunchContext()
+    context.launch_configurations['log_level'] = 'verbose'
+    with pytest.raises(RuntimeError, match='verbose'):
+        for entity in description.entities:
+            entity.visit(context)

@@ -1,11 +1,12 @@
 """Tests for launch/detect.launch.py and the parameter files under config/."""
 
-import ast
 import importlib.util
 from pathlib import Path
 import re
 
 import pytest
+
+from launch_static import declared_arguments
 
 from triton_ros.ros.detect_node import PARAMETERS as DETECT_PARAMETERS
 
@@ -24,7 +25,7 @@ PROTOCOLS = {'grpc', 'http'}
 EXPECTED_PRESETS = {'jetson', 'isaac_ros', 'remote_server'}
 EXPECTED_ARGUMENTS = {
     'server_url', 'protocol', 'model_name', 'image_topic', 'detections_topic',
-    'namespace', 'params_file', 'preset', 'use_sim_time', 'log_level',
+    'namespace', 'params_file', 'preset', 'use_sim_time', 'log_level', 'autostart',
 }
 HOST_PORT = re.compile(r'^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:(\d{1,5})$')
 
@@ -106,13 +107,7 @@ def test_default_parameters_match_contract():
 
 def test_launch_file_declares_arguments_statically():
     """Check the declared argument names without importing launch."""
-    tree = ast.parse(LAUNCH_FILE.read_text())
-    declared = {
-        node.args[0].value for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and getattr(node.func, 'id', None) == 'DeclareLaunchArgument'
-        and node.args and isinstance(node.args[0], ast.Constant)
-    }
-    assert EXPECTED_ARGUMENTS <= declared
+    assert EXPECTED_ARGUMENTS <= set(declared_arguments(LAUNCH_FILE))
 
 
 # --- Tests that need launch and launch_ros -----------------------------------
@@ -356,3 +351,81 @@ def _log_level_arguments(node):
     words = [''.join(getattr(s, 'text', '?') for s in part) for part in node.cmd]
     index = words.index('--log-level')
     return words[index:index + 2]
+
+
+# --- Issue 17: undeclared arguments, autostart, shared pieces ---------------------------------
+
+LAUNCH_FILES = sorted(p.name for p in (ROOT / 'launch').glob('*.launch.py'))
+
+
+def _include(path, arguments):
+    from launch.actions import IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    return IncludeLaunchDescription(PythonLaunchDescriptionSource(str(path)),
+                                    launch_arguments=arguments.items())
+
+
+@pytest.mark.parametrize('name', LAUNCH_FILES)
+def test_an_undeclared_argument_fails_every_launch_file(ros_launch, name):
+    """`ros2 launch ... autostrat:=false` was accepted and ignored; now it names the valid ones."""
+    launch, launch_ros, _ = ros_launch
+    path = ROOT / 'launch' / name
+    given = {'autostrat': 'false'}
+    if name in ('detect.launch.py', 'tracking.launch.py'):
+        given['params_file'] = str(DEFAULT_PARAMS)   # the installed default may be absent
+    with pytest.raises(RuntimeError) as raised:
+        _run(launch, launch_ros, [_include(path, given)], {})
+    message = str(raised.value)
+    assert f'{name}: unknown argument(s) autostrat; valid arguments: ' in message
+    assert name == 'server.launch.py' or 'log_level' in message
+
+
+def test_every_launch_file_is_assembled_from_the_shared_pieces():
+    """One construction: the check, the log_level choices and the exit check come from it."""
+    for name in LAUNCH_FILES:
+        text = (ROOT / 'launch' / name).read_text()
+        assert 'assemble(' in text, name
+        assert 'OpaqueFunction' not in text and 'LaunchDescription([' not in text, name
+        if name != 'server.launch.py':   # nodes: ros_node (Node + exit check), log_level
+            assert 'ros_node(' in text and 'log_level_argument(' in text, name
+            assert 'Node(' not in text, name
+        else:                            # processes: each with its own exit check
+            assert text.count('fail_on_error_exit(') == 2
+
+
+def test_autostart_false_reaches_the_node(ros_launch):
+    """autostart:=false was declared nowhere: the node went straight to active."""
+    launch, launch_ros, module = ros_launch
+    (node,) = _run(launch, launch_ros, [_include(LAUNCH_FILE, {
+        'params_file': str(DEFAULT_PARAMS), 'autostart': 'false'})], {})
+    assert _node_dict(node)['autostart'] is False
+    (node,) = _run(launch, launch_ros, [_include(LAUNCH_FILE, {
+        'params_file': str(DEFAULT_PARAMS)})], {})
+    assert 'autostart' not in _node_dict(node)   # not given: the file's / node's default
+    with pytest.raises(RuntimeError, match='autostart'):
+        _run(launch, launch_ros, [_include(LAUNCH_FILE, {
+            'params_file': str(DEFAULT_PARAMS), 'autostart': 'maybe'})], {})
+
+
+def test_include_patterns_with_a_stack_argument_of_its_own(ros_launch):
+    """The README's include (forwarding=False) from a stack that declares arguments detect does
+    not (``map``) passes the check; a typo given to the include still fails."""
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, GroupAction
+    from launch_ros.actions import PushRosNamespace
+    launch, launch_ros, _ = ros_launch
+
+    def stack(arguments):
+        return LaunchDescription([
+            DeclareLaunchArgument('map', default_value='office.yaml'),
+            DeclareLaunchArgument('namespace', default_value='robotB'),
+            GroupAction(scoped=True, forwarding=False, actions=[
+                PushRosNamespace('robotB'), _include(LAUNCH_FILE, arguments)])])
+
+    (node,) = _run(launch, launch_ros, [stack({'params_file': str(DEFAULT_PARAMS),
+                                              'autostart': 'false'})], {})
+    assert node.node_name == '/robotB/triton_detect'
+    assert _node_dict(node)['autostart'] is False
+    with pytest.raises(RuntimeError, match=r'unknown argument\(s\) sever_url'):
+        _run(launch, launch_ros, [stack({'params_file': str(DEFAULT_PARAMS),
+                                         'sever_url': 'gpu:8001'})], {})

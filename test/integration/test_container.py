@@ -136,9 +136,10 @@ def test_container_gives_each_node_its_own_parameter_section(ros_node, tmp_path)
 def test_container_configuration_error_exits_2(tmp_path):
     from triton_ros.tools.node_process import NodeProcess
     container = NodeProcess("triton_ros.ros.container", {"protocol": "ftp"},
-                            log_path=tmp_path / "container.log",
+                            namespace="/robot3", log_path=tmp_path / "container.log",
                             extra_args=["--", "detect", "track"])
     assert container.process.wait(60) == 2, container.output()
-    assert "[container] configuration error in detect: invalid parameters: protocol='ftp'" \
-        in container.output(), container.output()
+    # the node's real (namespaced) name, not the kind or the default name (issue 17)
+    assert "[container] configuration error in /robot3/triton_detect: invalid parameters: " \
+        "protocol='ftp'" in container.output(), container.output()
     assert "Traceback" not in container.output()

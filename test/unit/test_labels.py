@@ -68,3 +68,57 @@ def test_repo_coco90_labels():
     assert labels.name(90) == "class_90"
     # TF-OD class ids are 1-based: id 1 is person, id 3 is car (see decoders' class_offset).
     assert labels.name(3 - 1) == "car"
+
+
+# --- One COCO naming for every bundled label file (issue 17) --------------------------------
+
+CONFIG = Path(__file__).resolve().parents[2] / "config"
+# The 80 COCO-2017 detection categories, spelled as the dataset's annotations spell them.
+COCO_CATEGORIES = [
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich",
+    "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote",
+    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book",
+    "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush"]
+
+
+def test_coco80_is_the_dataset_naming_in_class_order():
+    """coco80.txt (YOLO) said motorbike, aeroplane, sofa, pottedplant, diningtable, tvmonitor."""
+    assert LabelMap.from_file(CONFIG / "labels" / "coco80.txt").names == COCO_CATEGORIES
+
+
+def test_coco90_uses_the_same_names_at_the_dataset_ids():
+    names = LabelMap.from_file(COCO90).names
+    assert [n for n in names if n in COCO_CATEGORIES] == COCO_CATEGORIES   # same order
+    assert names.index("motorcycle") == 4 - 1 and names.index("tv") == 72 - 1   # 1-based ids
+
+
+def test_model_repository_label_files_are_links_to_config_labels():
+    """One file per naming: every label_filename in the model repository links to it."""
+    found = sorted((CONFIG / "model_repository").glob("*/*.txt"))
+    assert found
+    for path in found:
+        assert path.is_symlink(), f"{path} is a copy, not a link to config/labels"
+        assert path.resolve().parent == (CONFIG / "labels").resolve(), path
+
+
+@pytest.mark.parametrize("darknet,coco", [("motorbike", "motorcycle"), ("tvmonitor", "tv"),
+                                          ("diningtable", "dining table")])
+def test_a_darknet_name_in_a_filter_is_an_error_that_names_the_coco_one(darknet, coco):
+    labels = LabelMap.from_file(CONFIG / "labels" / "coco80.txt")
+    with pytest.raises(ValueError, match=f"COCO name is '{coco}'"):
+        labels.index(darknet)
+    assert labels.index(coco) == COCO_CATEGORIES.index(coco)
+
+
+def test_a_darknet_named_label_file_keeps_its_own_names():
+    """A user's model with Darknet's coco.names: its own names are the ones class_filter takes."""
+    labels = LabelMap(["person", "bicycle", "car", "motorbike"])
+    assert labels.index("motorbike") == 3
+    with pytest.raises(ValueError, match="this label file calls it 'motorbike'"):
+        labels.index("motorcycle")

@@ -22,7 +22,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 
 from triton_ros.model_spec import ModelSpecError
 from triton_ros.ros.params import ParameterError
-from triton_ros.ros.runner import init, reuse_large_buffers
+from triton_ros.ros.runner import init, resolved_name, reuse_large_buffers
 
 #: command-line name -> (module, class)
 NODES = {
@@ -60,11 +60,11 @@ def main(argv=None) -> int:
     try:
         for kind in args.nodes:
             module, cls = NODES[kind]
-            current = kind
-            node = getattr(importlib.import_module(module), cls)()
-            nodes.append(node)
+            node_class = getattr(importlib.import_module(module), cls)
+            current = getattr(node_class, "NODE_NAME", kind)  # its full name: resolved below
+            nodes.append(node_class())
         for node in nodes:
-            current = node.get_name()
+            current = node.get_fully_qualified_name()
             start(node)
         current = None
         executor = MultiThreadedExecutor(num_threads=args.threads)
@@ -72,7 +72,8 @@ def main(argv=None) -> int:
             executor.add_node(node)
         executor.spin()
     except CONFIG_ERRORS as exc:
-        print(f"[container] configuration error in {current}: {exc}", file=sys.stderr,
+        where = resolved_name(current) if current and not current.startswith("/") else current
+        print(f"[container] configuration error in {where}: {exc}", file=sys.stderr,
               flush=True)
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):

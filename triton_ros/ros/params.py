@@ -37,6 +37,25 @@ def is_unset(value, ptype: Parameter.Type) -> bool:
     return value[0] == unset
 
 
+#: lower-case spellings YAML (1.1, as rcl parses ``-p``) reads as booleans
+_YAML_TRUE = ("on", "yes", "true")
+_YAML_FALSE = ("off", "no", "false")
+
+
+def typed_as_string(value, choices=()) -> str | None:
+    """The string a user typed that YAML read as a bool/int/float (None for other values).
+
+    bool: the first spelling of its kind in ``choices`` (False -> 'off' when 'off' is a choice),
+    else 'true'/'false'; int/float: ``str(value)``.
+    """
+    if isinstance(value, bool):
+        spellings = _YAML_TRUE if value else _YAML_FALSE
+        return next((s for s in spellings if s in choices), spellings[-1])
+    if isinstance(value, (int, float)):
+        return str(value)
+    return None
+
+
 class ParameterError(ValueError):
     """One or more parameters have invalid values."""
 
@@ -79,11 +98,28 @@ class ParamSpec:
         return None
 
 
+def _string_override(node, spec: ParamSpec) -> None:
+    """Rewrite a bool/int/float override of a string parameter as the string typed (module doc).
+
+    rclpy has no public API to change an override before declaration, and a read-only parameter
+    cannot be set after it; ``_parameter_overrides`` is what ``declare_parameter`` itself reads.
+    """
+    overrides = getattr(node, "_parameter_overrides", None)
+    override = overrides.get(spec.name) if overrides is not None else None
+    if override is None:
+        return
+    text = typed_as_string(override.value, spec.choices)
+    if text is not None:
+        overrides[spec.name] = Parameter(spec.name, Parameter.Type.STRING, text)
+
+
 def declare_all(node, specs: list[ParamSpec]) -> dict[str, Any]:
     """Declare ``specs`` on ``node``; return name -> value, or raise ParameterError."""
     values, problems = {}, []
     for spec in specs:
         default, ignore_override = spec.default, False
+        if isinstance(default, str):
+            _string_override(node, spec)
         if isinstance(default, Parameter.Type):
             default = UNSET[default]
             # An empty list in a file arrives as a NOT_SET override, which would leave the

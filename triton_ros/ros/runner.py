@@ -66,14 +66,32 @@ def reuse_large_buffers(mmap_threshold: int = 64 << 20, trim_threshold: int = 25
         bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
 
 
+def resolved_name(name: str) -> str:
+    """The full name (namespace and ``__node`` remaps applied) a node called ``name`` gets here.
+
+    For messages about a node whose construction failed: rcl resolves the name only when a node
+    is created, so a throw-away node without rosout or parameter services is created for it
+    (only on that error path). ``name`` itself when even that fails.
+    """
+    try:
+        probe = rclpy.create_node(name, enable_rosout=False, start_parameter_services=False)
+    except Exception:  # noqa: BLE001 - any rcl failure: keep the default name in the message
+        return name
+    try:
+        return probe.get_fully_qualified_name()
+    finally:
+        probe.destroy_node()
+
+
 def run_node(node_class, args=None,
              config_errors: tuple[type[BaseException], ...] = (ParameterError, ValueError),
              start: Callable | None = None) -> int:
     """Construct ``node_class()``, call ``start(node)`` if given, spin until Ctrl-C/shutdown.
 
     A configuration error (``config_errors``, raised while constructing or starting) prints one
-    line ``[<NODE_NAME>] configuration error: ...`` and returns 2; so do ROS arguments rcl
-    rejects (``[<NODE_NAME>] invalid ROS arguments: ...``). After a successful
+    line ``[<full node name>] configuration error: ...`` (e.g. ``[/robot1/triton_detect]``, the
+    name after namespace and ``__node`` remaps) and returns 2; so do ROS arguments rcl rejects
+    (``[<NODE_NAME>] invalid ROS arguments: ...``: rcl parsed no name then). After a successful
     construction ``node.shutdown()`` always runs (workers stopped, final counters printed).
     """
     name = getattr(node_class, "NODE_NAME", node_class.__name__)
@@ -86,7 +104,8 @@ def run_node(node_class, args=None,
             start(node)
         rclpy.spin(node)
     except config_errors as exc:
-        print(f"[{name}] configuration error: {exc}", file=sys.stderr, flush=True)
+        where = node.get_fully_qualified_name() if node is not None else resolved_name(name)
+        print(f"[{where}] configuration error: {exc}", file=sys.stderr, flush=True)
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
