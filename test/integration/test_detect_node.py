@@ -250,3 +250,4 @@ def test_model_the_node_cannot_drive_exits_with_clear_error(triton_server, start
                                "input_name": "no_such_input"})
     assert node.process.wait(60) == 2
     assert "has no image input named 'no_such_input'" in node.output()
+

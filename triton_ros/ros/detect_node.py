@@ -24,11 +24,11 @@ each array carries its source header (stamp, frame_id).
 """
 import collections
 import dataclasses
+import re
 import sys
 import threading
 import time
 
-import cv2
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
@@ -44,11 +44,13 @@ from triton_ros.client.pool import ServerPool
 from triton_ros.connection import Backoff, ModelConnection
 from triton_ros.decoders import YOLO_BOX_FORMATS, YOLO_VERSIONS, TfodOutputs, YoloOutputs
 from triton_ros.detector import DECODERS, Detector, DetectorConfig
+from triton_ros.drawing import draw_detections
+from triton_ros.frame_intake import FrameIntake
 from triton_ros.model_spec import ModelSpecError
 from triton_ros.preprocess import COLOR_ORDERS, RESIZE_MODES, SCALING_MODES
 from triton_ros.ros.connection_params import CONNECTION_PARAMETERS, client_from_params
-from triton_ros.ros.messages import (SerializedImage, detections_to_msg, image_msg_to_bgr,
-                                     stamp_to_ns)
+from triton_ros.ros.messages import (SerializedImage, bgr_to_image_msg, detections_to_msg,
+                                     payload_of, stamp_to_ns)
 from triton_ros.ros.diagnostics import (latency_values, make_status, publish_status,
                                         server_change_reporter)
 from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
@@ -158,12 +160,23 @@ def parse_cameras(entries: list[str]) -> list[tuple[str, bool]]:
     return cameras
 
 
+def reason_kind(exc: Exception) -> str:
+    """The kind of problem ``exc`` reports, what refused frames are throttled by: the same for
+    every frame with that problem, different for different problems. ImageDecodeError carries it
+    (e.g. "unsupported encoding 'nv24'"); otherwise the type and message with numbers masked
+    ("error: (-215) ... 3 vs 4" and "... 5 vs 6" are one kind)."""
+    kind = getattr(exc, "kind", "")
+    return kind if isinstance(kind, str) and kind else \
+        f"{type(exc).__name__}: {re.sub(r'[0-9]+', '#', str(exc))[:120]}"
+
+
 class Camera:
     """One camera's topics and counters."""
 
     def __init__(self, name: str):
         self.name = name
         self.counters = collections.Counter()
+        self.settled = 0   # frames handed out by the batcher and counted since (see pending)
         self.publisher = None
         self.debug_publisher = None
 
@@ -195,6 +208,7 @@ class DetectNode(LifecycleNode):
             on_change=self._on_connection_change,
             fatal=(ModelSpecError, ValueError, FileNotFoundError))
         self.detector: Detector | None = None
+        self.intake = FrameIntake(max_image_pixels=0)
 
         self._camera_specs = camera_specs
         self.cameras = {name: Camera(name) for name, _ in camera_specs}
@@ -436,23 +450,29 @@ class DetectNode(LifecycleNode):
 
     # -- data path --
 
-    def _drop(self, camera: Camera, reason: str, count: int = 1) -> None:
+    def _settle(self, pending, counter: str) -> None:
+        """Count a frame the batcher handed out as ``counter`` (published, dropped_<reason>)."""
+        camera = self.cameras[pending.camera]
         with self._lock:
-            camera.counters[f"dropped_{reason}"] += count
+            camera.counters[counter] += 1
+            camera.settled += 1
+            pending.settled = True
 
     def _on_image(self, camera: Camera, msg) -> None:
-        with self._lock:
-            camera.counters["received"] += 1
         if isinstance(msg, bytes):  # a serialized Image
             try:
                 msg = SerializedImage(msg)
             except ValueError as exc:
-                self._drop(camera, "bad_input")
-                self._report_error(f"bad frame (camera {camera.name or '(default)'}): {exc}",
-                                   kind="bad_input_cdr")
+                with self._lock:
+                    camera.counters["received"] += 1
+                    camera.counters["dropped_bad_input"] += 1
+                self._bad_input(camera, "", exc)
                 return
-        # A frame this displaces is counted by the batcher as "stale".
-        self.batcher.put(camera.name, stamp_to_ns(msg.header.stamp), (time.monotonic(), msg))
+        # Counted and queued in one step, so received == published + dropped + pending holds at
+        # every moment. A frame this displaces is counted by the batcher as "stale".
+        with self._lock:
+            camera.counters["received"] += 1
+            self.batcher.put(camera.name, stamp_to_ns(msg.header.stamp), (time.monotonic(), msg))
 
     def _work(self) -> None:
         while self._running:
@@ -463,7 +483,8 @@ class DetectNode(LifecycleNode):
                 self._process(batch)
             except Exception as exc:  # never let one batch stop the worker; count it instead
                 for pending in batch:
-                    self._drop(self.cameras[pending.camera], "internal_error")
+                    if not pending.settled:
+                        self._settle(pending, "dropped_internal_error")
                 self._report_error(f"unexpected error on a batch of {len(batch)}: "
                                    f"{type(exc).__name__}: {exc}", kind="internal")
 
@@ -475,22 +496,20 @@ class DetectNode(LifecycleNode):
             self._report_error(f"model cannot be used: {exc}", kind="model")
         if detector is None:
             for pending in batch:
-                self._drop(self.cameras[pending.camera], "server_unavailable")
+                self._settle(pending, "dropped_server_unavailable")
             return
         frames, prepared, items = [], [], []
         for pending in batch:
             received_at, msg = pending.item
             camera = self.cameras[pending.camera]
             try:  # a frame that cannot be converted or pre-processed fails alone, whatever why
-                frame = image_msg_to_bgr(msg)
+                frame = self.intake.to_bgr(payload_of(msg))
                 prepared.append(detector.preprocess(frame))
                 frames.append(frame)
-                items.append((camera, received_at, msg))
+                items.append((pending, received_at, msg))
             except Exception as exc:
-                self._drop(camera, "bad_input")
-                self._report_error(f"bad frame from {msg.header.frame_id!r} (camera "
-                                   f"{camera.name or '(default)'}): {type(exc).__name__}: {exc}",
-                                   kind="bad_input" + type(exc).__name__ + str(exc)[:20])
+                self._settle(pending, "dropped_bad_input")
+                self._bad_input(camera, msg.header.frame_id, exc)
         if not frames:
             return
         stale_before = self.batcher.drop_snapshot("stale")
@@ -498,8 +517,9 @@ class DetectNode(LifecycleNode):
             results = detector.detect_prepared(prepared)
         except (TritonError, ValueError, IndexError, KeyError) as exc:
             unavailable = isinstance(exc, TritonError) and exc.kind in UNAVAILABLE_KINDS
-            for camera, _, _ in items:
-                self._drop(camera, "server_unavailable" if unavailable else "inference_failed")
+            for pending, _, _ in items:
+                self._settle(pending, "dropped_server_unavailable" if unavailable
+                             else "dropped_inference_failed")
             self._report_error(f"inference failed for {len(frames)} frame(s): {exc}",
                                kind="inference")
             if unavailable:
@@ -511,30 +531,27 @@ class DetectNode(LifecycleNode):
         with self._lock:
             self.requests += 1
             self.frames_inferred += len(frames)
-        for (camera, received_at, msg), dets, frame in zip(items, results, frames):
+        for (pending, received_at, msg), dets, frame in zip(items, results, frames):
+            camera = self.cameras[pending.camera]
             publisher = camera.publisher
             if publisher is None:  # deactivated while this batch was in flight
-                self._drop(camera, "inactive")
+                self._settle(pending, "dropped_inactive")
                 continue
             publisher.publish(detections_to_msg(dets, msg.header))
+            self._settle(pending, "published")
             with self._lock:
-                camera.counters["published"] += 1
                 self.latencies_ms.append((now - received_at) * 1000.0)
             if camera.debug_publisher is not None and \
                     camera.debug_publisher.get_subscription_count() > 0:
-                camera.debug_publisher.publish(self._debug_image(frame, dets, msg.header))
+                camera.debug_publisher.publish(
+                    bgr_to_image_msg(draw_detections(frame, dets), msg.header))
 
-    @staticmethod
-    def _debug_image(frame, dets, header) -> Image:
-        canvas = frame.copy() if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-        for (x1, y1, x2, y2), score, label in zip(dets.boxes, dets.scores, dets.labels):
-            p1, p2 = (int(x1), int(y1)), (int(x2), int(y2))
-            cv2.rectangle(canvas, p1, p2, (0, 200, 0), 2)
-            cv2.putText(canvas, f"{label} {score:.2f}", (p1[0], max(12, p1[1] - 4)),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 200, 0), 1, cv2.LINE_AA)
-        h, w = canvas.shape[:2]
-        return Image(header=header, height=h, width=w, encoding="bgr8", is_bigendian=0,
-                     step=w * 3, data=canvas.tobytes())
+    def _bad_input(self, camera: Camera, frame_id: str, exc: Exception) -> None:
+        """Log a refused frame, throttled per camera and kind of problem (see reason_kind)."""
+        self._report_error(
+            f"bad frame from {frame_id!r} (camera {camera.name or '(default)'}): "
+            f"{type(exc).__name__}: {exc}",
+            kind=f"bad_input/{camera.name}/{reason_kind(exc)}")
 
     # -- reporting --
 
@@ -550,11 +567,16 @@ class DetectNode(LifecycleNode):
             self.get_logger().error(text)
 
     def camera_counters(self, camera: Camera) -> collections.Counter:
-        """received, published, dropped_<reason> of one camera (incl. the batcher's drops)."""
-        with self._lock:
+        """received, published, dropped_<reason> (incl. the batcher's drops) and pending (in
+        the batcher's slot or in a request) of one camera, read at one moment:
+        received == published + sum(dropped_*) + pending."""
+        with self._lock:  # _on_image counts and queues under this lock: nothing in between
             counters = collections.Counter(camera.counters)
-        for reason, count in self.batcher.dropped_counts(camera.name).items():
+            in_slot, taken, dropped = self.batcher.camera_state(camera.name)
+            in_flight = taken - camera.settled
+        for reason, count in dropped.items():
             counters[f"dropped_{reason}"] += count
+        counters["pending"] = in_slot + in_flight
         return counters
 
     def totals(self) -> collections.Counter:
@@ -577,7 +599,7 @@ class DetectNode(LifecycleNode):
             level = DiagnosticStatus.ERROR
             message = f"Triton {self.connection.state}: {self.connection.last_error}"
         values = {f"frames_{k}": str(v) for k, v in sorted(totals.items())}
-        for key in ("received", "published", "dropped_stale", "dropped_unsynced",
+        for key in ("received", "published", "pending", "dropped_stale", "dropped_unsynced",
                     "dropped_server_unavailable", "dropped_bad_input",
                     "dropped_inference_failed", "dropped_dds_lost", "dropped_internal_error"):
             values.setdefault(f"frames_{key}", "0")
@@ -613,12 +635,10 @@ class DetectNode(LifecycleNode):
         self.batcher.close()
         for worker in self._workers:
             worker.join(timeout=5.0)
-        left = self.batcher.pending()
         totals = self.totals()
         totals.update({k: 0 for k in ("received", "published") if k not in totals})
         fields = [f"{k}={v}" for k, v in sorted(totals.items())]
-        fields += [f"requests={self.requests}", f"frames_inferred={self.frames_inferred}",
-                   f"left_pending={left}"]
+        fields += [f"requests={self.requests}", f"frames_inferred={self.frames_inferred}"]
         # stderr, not the logger: at Ctrl-C the ROS context (and /rosout) is already shut down.
         print(f"[triton_detect] final counters: {', '.join(fields)}", file=sys.stderr,
               flush=True)
