@@ -251,3 +251,73 @@ def test_model_the_node_cannot_drive_exits_with_clear_error(triton_server, start
     assert node.process.wait(60) == 2
     assert "has no image input named 'no_such_input'" in node.output()
 
+
+# -- decompression bombs (issue 18 item 5) ----------------------------------------------------------
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid RGB PNG of zeros, compressed row by row (never held decoded here): 16000x16000
+    is a 747 KB file that decodes to 768 MB."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    compressor, row = zlib.compressobj(9), b"\0" * (1 + 3 * width)
+    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+            + chunk(b"IEND", b""))
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set size (VmHWM in /proc/<pid>/status), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+def test_decompression_bombs_are_refused_before_decoding(triton_server, sample_bag, start_node,
+                                                         ros_node):
+    """A 747 KB PNG and a 3 MB JPEG that decode to 16000x16000 are bad_input (the reason
+    logged), the node's peak memory does not grow by a decoded image, the next frame is
+    published. Before max_image_pixels the node decoded them (RSS peak 1746 MB, issue 18)."""
+    import cv2
+    node, collector, publisher = start_and_connect(
+        start_node, ros_node, node_params(triton_server, subscribe_compressed=True,
+                                          diagnostics_period_s=0.5),
+        image_type=CompressedImage, image_topic="/cam/image_c")
+    assert f"-m {DETECT}" in " ".join(Path(f"/proc/{node.pid}/cmdline").read_text()
+                                       .split("\0")), "pid is not the node itself"
+    diag = {}
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diag.update(
+        {kv.key: kv.value for s in m.status if s.name == "triton_ros: /triton_detect"
+         for kv in s.values}), 20)
+    good = [msg for _, msg in bag_messages(sample_bag, COMPRESSED_TOPIC, 2, every=20)]
+    publisher.publish(good[0])
+    assert wait_until(lambda: stamp_to_ns(good[0].header.stamp) in collector.by_stamp, 60), \
+        node.output()
+    before = peak_rss_mb(node.pid)
+
+    bombs = [CompressedImage(format="png", data=png_bomb(16000, 16000)),
+             CompressedImage(format="jpeg", data=cv2.imencode(
+                 ".jpg", np.zeros((16000, 16000), np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 10])[1]
+                 .tobytes())]
+    for index, bomb in enumerate(bombs):
+        bomb.header.frame_id = f"bomb{index}"
+        bomb.header.stamp.sec = 1000 + index
+        publisher.publish(bomb)
+        time.sleep(0.5)
+    publisher.publish(good[1])
+    assert wait_until(lambda: stamp_to_ns(good[1].header.stamp) in collector.by_stamp, 90), \
+        node.output()[-3000:]
+    after = peak_rss_mb(node.pid)
+    assert after - before < 150, f"peak RSS {before:.0f} -> {after:.0f} MB: a bomb was decoded"
+    assert wait_until(lambda: diag.get("frames_dropped_bad_input") == "2", 30), diag
+    assert not {1000 * 10**9, 1001 * 10**9} & set(collector.by_stamp), "a bomb was published"
+    log = node.output()
+    assert "16000x16000" in log or "256000000 pixels" in log, log[-3000:]
+    assert "over max_image_pixels" in log and node.alive()
+

@@ -45,7 +45,8 @@ from triton_ros.connection import Backoff, ModelConnection
 from triton_ros.decoders import YOLO_BOX_FORMATS, YOLO_VERSIONS, TfodOutputs, YoloOutputs
 from triton_ros.detector import DECODERS, Detector, DetectorConfig
 from triton_ros.drawing import draw_detections
-from triton_ros.frame_intake import FrameIntake
+from triton_ros.frame_intake import (DEFAULT_MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_LIMIT,
+                                     FrameIntake)
 from triton_ros.model_spec import ModelSpecError
 from triton_ros.preprocess import COLOR_ORDERS, RESIZE_MODES, SCALING_MODES
 from triton_ros.ros.connection_params import CONNECTION_PARAMETERS, client_from_params
@@ -106,6 +107,10 @@ PARAMETERS = [
               "camera names, 'name' (Image) or 'name:compressed'; unset = one unnamed camera"),
     ParamSpec("subscribe_compressed", False,
               "also subscribe <camera>/image/compressed for Image cameras"),
+    ParamSpec("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS,
+              "largest width x height accepted, checked from the header before decoding "
+              "(larger: dropped as bad_input); default 7680x4320 (8K)",
+              min_value=1, max_value=MAX_IMAGE_PIXELS_LIMIT),
     ParamSpec("max_batch_size", 0, "frames per request; 0 = the model's max_batch_size",
               min_value=0, max_value=1024),
     ParamSpec("max_delay_ms", 5.0, "longest a frame waits for a fuller batch, milliseconds",
@@ -208,7 +213,7 @@ class DetectNode(LifecycleNode):
             on_change=self._on_connection_change,
             fatal=(ModelSpecError, ValueError, FileNotFoundError))
         self.detector: Detector | None = None
-        self.intake = FrameIntake(max_image_pixels=0)
+        self.intake = FrameIntake(max_image_pixels=p["max_image_pixels"])
 
         self._camera_specs = camera_specs
         self.cameras = {name: Camera(name) for name, _ in camera_specs}
