@@ -321,3 +321,67 @@ def test_decompression_bombs_are_refused_before_decoding(triton_server, sample_b
     assert "16000x16000" in log or "256000000 pixels" in log, log[-3000:]
     assert "over max_image_pixels" in log and node.alive()
 
+
+# -- every distinct problem is logged (issue 18 item 6) ---------------------------------------------
+
+
+def test_each_kind_of_bad_frame_is_logged_once_per_throttle_period(triton_server, sample_bag,
+                                                                   start_node, ros_node):
+    """13 different bad frames within ~2 s: each is logged (before, errors were throttled by
+    their first 20 characters and 5 of 13 were counted but never logged); the same 13 sent
+    again right after are counted but not logged again within the 2 s throttle period."""
+    import re
+    import struct
+    node, collector, publisher = start_and_connect(
+        start_node, ros_node, node_params(triton_server, subscribe_compressed=True,
+                                          diagnostics_period_s=0.5))
+    # start_and_connect remapped "image" only: the compressed subscription is /image/compressed
+    compressed = ros_node.create_publisher(CompressedImage, "/image/compressed", RELIABLE)
+    assert wait_matched(ros_node, [compressed], timeout_s=60), node.output()
+    diag = {}
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diag.update(
+        {kv.key: kv.value for s in m.status if s.name == "triton_ros: /triton_detect"
+         for kv in s.values}), 20)
+    import cv2
+    png_bytes = cv2.imencode(".png", np.zeros((4, 4), np.uint16))[1].tobytes()
+    float_tiff = cv2.imencode(".tiff", np.zeros((8, 8, 3), np.float32))[1].tobytes()
+    bad = [  # (message, the words its log line must carry)
+        (Image(encoding="nv24", height=2, width=2, step=6, data=b"\0" * 12), "'nv24'"),
+        (Image(encoding="bgr16", height=2, width=2, step=12, data=b"\0" * 24), "'bgr16'"),
+        (Image(encoding="64FC1", height=2, width=2, step=16, data=b"\0" * 32), "'64FC1'"),
+        (Image(encoding="", height=2, width=2, step=6, data=b"\0" * 12), "encoding ''"),
+        (Image(encoding="32FC1", height=2, width=2, step=8, data=b"\0" * 16), "'32FC1'"),
+        (Image(encoding="bgr8", height=10, width=10, step=30, data=b"\0" * 20), "data has 20"),
+        (Image(encoding="bgr8", height=2, width=4, step=6, data=b"\0" * 12), "step 6 <"),
+        (Image(encoding="bgr8", height=0, width=0, step=0, data=b""), "empty image"),
+        (Image(encoding="mono8", height=60000, width=60000, step=60000, data=b"\0"),
+         "over max_image_pixels"),
+        (Image(encoding="yuv422", height=2, width=3, step=6, data=b"\0" * 12), "error"),
+        (CompressedImage(format="16UC1; compressedDepth png",
+                         data=struct.pack("<iff", 0, 0.0, 0.0) + png_bytes), "compressedDepth"),
+        (CompressedImage(format="jpeg", data=b"\xff\xd8 not really a jpeg"), "cannot decode"),
+        (CompressedImage(format="tiff", data=float_tiff), "float32"),
+    ]
+    assert len(bad) == 13
+    for round_ in ("a", "b"):   # the second round: the same problems again at once
+        for index, (msg, _) in enumerate(bad):
+            msg.header.frame_id = f"{round_}{index}"
+            (compressed if isinstance(msg, CompressedImage) else publisher).publish(msg)
+    (raw, good), = bag_messages(sample_bag, IMAGE_TOPIC, 1)
+    publisher.publish(raw)
+    assert wait_until(lambda: stamp_to_ns(good.header.stamp) in collector.by_stamp, 60), \
+        node.output()[-3000:]
+    assert wait_until(lambda: diag.get("frames_dropped_bad_input") == "26", 30), diag
+    log = node.output()
+
+    def logged(frame_id):  # ROS log times (s) of the lines about this frame
+        return [float(m.group(1)) for m in re.finditer(
+            rf"\[ERROR\] \[([0-9.]+)\] \[triton_detect\]: bad frame from '{frame_id}'", log)]
+    for index, (_, words) in enumerate(bad):
+        first = logged(f"a{index}")
+        assert len(first) == 1, (index, words, log[-4000:])
+        line = next(ln for ln in log.splitlines() if f"bad frame from 'a{index}'" in ln)
+        assert words in line, (words, line)
+        # Repeats are throttled per kind: logged again only once 2 s have passed.
+        assert all(t - first[0] >= 2.0 for t in logged(f"b{index}")), (index, log[-4000:])
+    assert node.alive()
