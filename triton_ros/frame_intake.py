@@ -11,36 +11,30 @@ A payload is the plain content of a ``sensor_msgs/Image`` (:class:`RawPayload`) 
   encoded here (``encode_format`` jpeg or png, ``jpeg_quality``).
 
 Both check the image size against ``max_image_pixels`` *before* decoding: an Image from its
-width/height fields, an encoded file from its header (Pillow's ``Image.open`` is lazy: it parses
-the header only). A file whose header Pillow cannot read (a format only OpenCV knows, e.g. a float
-TIFF) is checked after decoding instead: memory is bounded beforehand only for the formats Pillow
-reads (JPEG, PNG, WebP, BMP, integer TIFF, ... : every format image_transport publishes).
+width/height fields, a JPEG or PNG file from its header (:func:`triton_ros.image_files.image_size`,
+the reader the encoded-image ensembles use on the server). Other CompressedImage formats (TIFF,
+WebP, BMP, ...: not what image_transport publishes) are decoded by OpenCV for a tensor model and
+checked after decoding, so for them memory is not bounded beforehand; an encoded-input model takes
+JPEG and PNG only, so they are refused for it.
 
 Every refusal raises :class:`ImageDecodeError` with the reason (text) and its ``kind``.
 """
-import io
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
-import PIL.Image
 
 from triton_ros.image_conversion import (ImageDecodeError, compressed_image_to_bgr,
                                          raw_image_to_bgr)
+from triton_ros.image_files import (DEFAULT_MAX_IMAGE_PIXELS, ImageFileError, image_format,
+                                    image_size)
 
-# 8K UHD (7680x4320) is the largest video-camera format in use; 33_177_600 = 7680 x 4320 fits it,
-# every common machine-vision sensor (<= 31 MP) and a 8192x4050 panorama.
-DEFAULT_MAX_IMAGE_PIXELS = 7680 * 4320
+# DEFAULT_MAX_IMAGE_PIXELS (image_files): 7680 x 4320 = 33_177_600, 8K UHD, the largest
+# video-camera format in use; it also fits every common machine-vision sensor (<= 31 MP).
+__all__ = ["DEFAULT_MAX_IMAGE_PIXELS", "ENCODE_FORMATS", "CompressedPayload", "FrameIntake",
+           "RawPayload", "encoded_size"]
 ENCODE_FORMATS = ("jpeg", "png")
-# Pillow refuses to open files above twice its bomb limit (~179 MP) before telling their size:
-# max_image_pixels may not exceed that, so such a refusal always means "over max_image_pixels".
-MAX_IMAGE_PIXELS_LIMIT = 2 * PIL.Image.MAX_IMAGE_PIXELS
-
-# Pillow's own bomb guard (a warning above its MAX_IMAGE_PIXELS, an error above twice that) is
-# replaced here by max_image_pixels; its warning would otherwise print once per process.
-warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True)
@@ -63,16 +57,15 @@ class CompressedPayload:
 
 
 def encoded_size(data) -> tuple[int, int] | None:
-    """(width, height) from an encoded file's header, without decoding; None when Pillow does
-    not know the format. Raises ImageDecodeError above :data:`MAX_IMAGE_PIXELS_LIMIT`."""
-    try:
-        with PIL.Image.open(io.BytesIO(data)) as image:
-            return image.size
-    except PIL.Image.DecompressionBombError as exc:
-        raise ImageDecodeError(f"encoded image over max_image_pixels ({exc})",
-                               kind="image over max_image_pixels") from None
-    except Exception:  # noqa: BLE001 - UnidentifiedImageError, truncated headers, ...: unknown
+    """(width, height) from a JPEG or PNG file's header, without decoding; None for other
+    formats. Raises ImageDecodeError when a JPEG/PNG header is unreadable."""
+    data = memoryview(data).cast("B")  # bytes, array('B') or a view: read in place
+    if not image_format(data):
         return None
+    try:
+        return image_size(data)
+    except ImageFileError as exc:
+        raise ImageDecodeError(str(exc), kind="unreadable JPEG/PNG header") from None
 
 
 class FrameIntake:
@@ -85,9 +78,8 @@ class FrameIntake:
 
     def __init__(self, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
                  encode_format: str = "jpeg", jpeg_quality: int = 90):
-        if not 0 <= max_image_pixels <= MAX_IMAGE_PIXELS_LIMIT:
-            raise ValueError(f"max_image_pixels {max_image_pixels} not in [0, "
-                             f"{MAX_IMAGE_PIXELS_LIMIT}]")
+        if max_image_pixels < 0:
+            raise ValueError(f"max_image_pixels must be >= 0, got {max_image_pixels}")
         if encode_format not in ENCODE_FORMATS:
             raise ValueError(f"encode_format {encode_format!r} not in {list(ENCODE_FORMATS)}")
         self.max_image_pixels = max_image_pixels
@@ -122,13 +114,20 @@ class FrameIntake:
         return frame
 
     def to_encoded(self, payload) -> bytes:
-        """One encoded image file: CompressedImage data as received; an Image encoded here."""
+        """One JPEG or PNG file: CompressedImage data as received (no decoding here); an Image
+        encoded here as ``encode_format``."""
         if isinstance(payload, CompressedPayload):
-            self.check(payload)
             if len(payload.data) == 0:
                 raise ImageDecodeError(f"empty CompressedImage (format {payload.format!r})",
                                        kind="empty CompressedImage")
-            return bytes(payload.data)
+            data = bytes(payload.data)  # the request needs bytes
+            if not image_format(data):
+                raise ImageDecodeError(
+                    f"CompressedImage (format {payload.format!r}, {len(data)} bytes) is not a "
+                    "JPEG or PNG file: an encoded-image model takes only those",
+                    kind=f"not JPEG/PNG for an encoded-image model (format {payload.format!r})")
+            self.check(payload)
+            return data
         frame = self.to_bgr(payload)
         if self.encode_format == "png":
             ok, encoded = cv2.imencode(".png", frame)

@@ -252,7 +252,7 @@ def test_model_the_node_cannot_drive_exits_with_clear_error(triton_server, start
     assert "has no image input named 'no_such_input'" in node.output()
 
 
-# -- decompression bombs (issue 18 item 5) ----------------------------------------------------------
+# -- decompression bombs (issue 18 item 5) ---------------------------------------------------------
 
 
 def png_bomb(width: int, height: int) -> bytes:
@@ -322,7 +322,7 @@ def test_decompression_bombs_are_refused_before_decoding(triton_server, sample_b
     assert "over max_image_pixels" in log and node.alive()
 
 
-# -- every distinct problem is logged (issue 18 item 6) ---------------------------------------------
+# -- every distinct problem is logged (issue 18 item 6) --------------------------------------------
 
 
 def test_each_kind_of_bad_frame_is_logged_once_per_throttle_period(triton_server, sample_bag,
@@ -385,3 +385,4 @@ def test_each_kind_of_bad_frame_is_logged_once_per_throttle_period(triton_server
         # Repeats are throttled per kind: logged again only once 2 s have passed.
         assert all(t - first[0] >= 2.0 for t in logged(f"b{index}")), (index, log[-4000:])
     assert node.alive()
+

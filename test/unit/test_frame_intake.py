@@ -1,4 +1,4 @@
-"""Unit tests for triton_ros.frame_intake (message payload -> BGR frame or encoded bytes, no ROS)."""
+"""Unit tests for triton_ros.frame_intake (message payload -> BGR frame or encoded file, no ROS)."""
 import struct
 import zlib
 
@@ -47,16 +47,27 @@ def test_raw_payload_to_bgr():
     np.testing.assert_array_equal(FrameIntake().to_bgr(rgb), BGR)
 
 
-@pytest.mark.parametrize("ext", [".png", ".jpg", ".webp", ".bmp", ".tiff"])
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
 def test_header_size_read_without_decoding(ext):
     data = cv2.imencode(ext, BGR)[1].tobytes()
     assert encoded_size(data) == (64, 48)
+    assert encoded_size(bytearray(data)) == (64, 48)
 
 
-def test_unknown_header_is_none():
-    assert encoded_size(b"not an image at all") is None
-    float_tiff = cv2.imencode(".tiff", np.zeros((8, 8, 3), np.float32))[1].tobytes()
-    assert encoded_size(float_tiff) is None  # Pillow cannot read it; OpenCV decides later
+@pytest.mark.parametrize("ext", [".webp", ".bmp", ".tiff"])
+def test_other_formats_have_no_header_size_and_are_checked_after_decoding(ext):
+    data = cv2.imencode(ext, BGR)[1].tobytes()
+    assert encoded_size(data) is None
+    with pytest.raises(ImageDecodeError) as err:
+        FrameIntake(max_image_pixels=64 * 47).to_bgr(CompressedPayload(ext[1:], data))
+    assert err.value.kind == "image over max_image_pixels"
+    assert FrameIntake().to_bgr(CompressedPayload(ext[1:], data)).shape == BGR.shape
+
+
+def test_unreadable_header_is_bad_input():
+    with pytest.raises(ImageDecodeError) as err:
+        encoded_size(b"\xff\xd8\xff\xe0")  # a JPEG that ends before its frame header
+    assert err.value.kind == "unreadable JPEG/PNG header"
 
 
 def test_compressed_png_round_trip():
@@ -92,7 +103,7 @@ def test_png_over_the_limit_reports_its_size():
 
 
 def test_jpeg_over_the_limit_refused_from_its_header():
-    data = jpeg_with_size(9000, 5000)  # 45 MP, below Pillow's own bomb limit
+    data = jpeg_with_size(9000, 5000)  # 45 MP
     assert encoded_size(data) == (9000, 5000)
     with pytest.raises(ImageDecodeError) as err:
         FrameIntake().to_bgr(CompressedPayload("jpeg", data))
@@ -103,6 +114,13 @@ def test_jpeg_over_the_limit_refused_from_its_header():
 def test_compressed_data_sent_untouched():
     data = cv2.imencode(".jpg", BGR)[1].tobytes()
     assert FrameIntake().to_encoded(CompressedPayload("jpeg", memoryview(data))) == data
+
+
+def test_other_formats_refused_for_an_encoded_model():
+    data = cv2.imencode(".bmp", BGR)[1].tobytes()
+    with pytest.raises(ImageDecodeError) as err:
+        FrameIntake().to_encoded(CompressedPayload("bmp", data))
+    assert "not a JPEG or PNG file" in str(err.value)
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "png"])
