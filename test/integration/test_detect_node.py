@@ -386,3 +386,62 @@ def test_each_kind_of_bad_frame_is_logged_once_per_throttle_period(triton_server
         assert all(t - first[0] >= 2.0 for t in logged(f"b{index}")), (index, log[-4000:])
     assert node.alive()
 
+
+# -- frames that never reached the node (issue 18 item 12) -----------------------------------------
+
+
+def test_frames_skipped_in_the_publishers_sequence_are_counted(triton_server, start_node,
+                                                               ros_node):
+    """A burst of small frames over best-effort into a 1-deep subscription queue: most are
+    overwritten before the node takes them, which DDS does not report as lost. The publisher's
+    sequence numbers show them: received (incl. the gaps) == what the publisher sent."""
+    from rclpy.qos import HistoryPolicy
+    node = start_node(DETECT, {"server_url": triton_server.grpc_url,
+                               "image_reliability": "best_effort", "image_qos_depth": 1,
+                               "queue_size": 1, "diagnostics_period_s": 0.5,
+                               "request_timeout_s": 30.0},
+                      remaps={"image": "/gap/image", "detections": "/gap/dets"})
+    publisher = ros_node.create_publisher(Image, "/gap/image", QoSProfile(
+        depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT))
+    dets = Collector(ros_node, "/gap/dets")
+    diag = {}
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diag.update(
+        {kv.key: kv.value for s in m.status if s.name == "triton_ros: /triton_detect"
+         for kv in s.values}), 20)
+    node.wait_for_output("ready:", timeout_s=90)
+    assert wait_matched(ros_node, [publisher], [dets.subscription], 60), node.output()
+    pixels = np.random.default_rng(3).integers(0, 256, (48, 64, 3), np.uint8).tobytes()
+    sent = 0
+
+    def frame():
+        nonlocal sent
+        msg = Image(encoding="bgr8", height=48, width=64, step=192, data=pixels)
+        msg.header.stamp.sec, msg.header.frame_id = 100 + sent, "gap"
+        sent += 1
+        return msg
+    # Frames one by one until one is answered: the first frame taken is this publisher's
+    # baseline (what it sent before that is invisible to the node, see README).
+    while not dets.by_stamp:
+        assert sent < 60, ("no frame answered", diag, node.output()[-2000:])
+        publisher.publish(frame())
+        wait_until(lambda: dets.by_stamp, 0.5)
+    invisible = min(dets.by_stamp) // 10**9 - 100  # frames sent before the first one taken
+    for _ in range(300):  # as fast as rclpy publishes: far faster than one queue slot drains
+        publisher.publish(frame())
+    for _ in range(5):    # a slow tail, so the burst's last frames are followed by a taken one
+        time.sleep(0.3)
+        publisher.publish(frame())
+
+    def received():
+        return int(diag.get("frames_received", 0))
+    assert wait_until(lambda: received() >= sent - invisible
+                      and diag.get("frames_pending") == "0", 60), (diag, sent, invisible)
+    time.sleep(1.0)  # a last report
+    assert int(diag["frames_dropped_dds_gap"]) > 0, diag
+    print(f"\nsent {sent - invisible} after the baseline, dds_gap "
+          f"{diag['frames_dropped_dds_gap']}, dds_lost_reported "
+          f"{diag.get('camera[].dds_lost_reported', '0')}")
+    assert received() == sent - invisible, (diag, sent, invisible)
+    dropped = sum(int(v) for k, v in diag.items() if k.startswith("frames_dropped_"))
+    assert received() == int(diag["frames_published"]) + dropped
+    assert node.alive()

@@ -50,6 +50,7 @@ from triton_ros.frame_intake import DEFAULT_MAX_IMAGE_PIXELS, ENCODE_FORMATS, Fr
 from triton_ros.model_parameters import merge_model_parameters
 from triton_ros.model_spec import ModelSpecError
 from triton_ros.preprocess import COLOR_ORDERS, RESIZE_MODES, SCALING_MODES
+from triton_ros.publisher_gaps import PublisherGaps
 from triton_ros.ros.connection_params import CONNECTION_PARAMETERS, client_from_params
 from triton_ros.ros.messages import (SerializedImage, bgr_to_image_msg, detections_to_msg,
                                      payload_of, stamp_to_ns)
@@ -203,6 +204,7 @@ class Camera:
         self.name = name
         self.counters = collections.Counter()
         self.settled = 0   # frames handed out by the batcher and counted since (see pending)
+        self.gaps = PublisherGaps()
         self.publisher = None
         self.debug_publisher = None
 
@@ -310,7 +312,9 @@ class DetectNode(LifecycleNode):
                 # Images come serialized (raw=True): the pixels are read in place, not copied
                 # into a message first.
                 self._image_subscriptions.append(self.create_subscription(
-                    msg_type, topic, lambda msg, c=camera: self._on_image(c, msg), image_qos,
+                    # (msg, info): rclpy passes the MessageInfo to a two-argument callback
+                    msg_type, topic, lambda msg, info, c=camera: self._on_image(c, msg, info),
+                    image_qos,
                     event_callbacks=self._qos_events(camera, topic), raw=msg_type is Image))
                 self.get_logger().info(f"camera {name or '(default)'}: "
                                        f"{self.resolve_topic_name(topic)} -> "
@@ -493,9 +497,14 @@ class DetectNode(LifecycleNode):
         name = self.resolve_topic_name(topic)
 
         def lost(info):
-            with self._lock:  # sent to this node but never delivered: received and dropped
-                camera.counters["received"] += info.total_count_change
-                camera.counters["dropped_dds_lost"] += info.total_count_change
+            with self._lock:
+                if camera.gaps.supported:
+                    # The same frames show as sequence gaps (dropped_dds_gap) once a later frame
+                    # of that publisher arrives: reported here, counted there, not twice.
+                    camera.counters["dds_lost_reported"] += info.total_count_change
+                else:  # sent to this node but never delivered: received and dropped
+                    camera.counters["received"] += info.total_count_change
+                    camera.counters["dropped_dds_lost"] += info.total_count_change
             self._report_error(f"DDS lost {info.total_count_change} frame(s) on {name}",
                                kind=f"lost{name}", every_s=5.0)
 
@@ -519,7 +528,21 @@ class DetectNode(LifecycleNode):
             camera.settled += 1
             pending.settled = True
 
-    def _on_image(self, camera: Camera, msg) -> None:
+    def _on_image(self, camera: Camera, msg, info) -> None:
+        """A frame taken from DDS (``info``: rclpy's MessageInfo). Frames its publisher sent
+        since its previous one and never arrived are counted received and dropped_dds_gap."""
+        gid = info.get("publisher_gid") or {}
+        with self._lock:
+            gap = camera.gaps.observe(bytes(gid.get("data", b"")),
+                                      info.get("publication_sequence_number"))
+            if gap:
+                camera.counters["received"] += gap
+                camera.counters["dropped_dds_gap"] += gap
+        if gap:
+            self._report_error(f"{gap} frame(s) of camera {camera.name or '(default)'} never "
+                               "arrived (publisher sequence numbers skipped: lost or overwritten "
+                               "in the subscription queue, see image_qos_depth)",
+                               kind=f"gap/{camera.name}", every_s=5.0)
         if isinstance(msg, bytes):  # a serialized Image
             try:
                 msg = SerializedImage(msg)
@@ -677,7 +700,8 @@ class DetectNode(LifecycleNode):
         values = {f"frames_{k}": str(v) for k, v in sorted(totals.items())}
         for key in ("received", "published", "pending", "dropped_stale", "dropped_unsynced",
                     "dropped_server_unavailable", "dropped_bad_input",
-                    "dropped_inference_failed", "dropped_dds_lost", "dropped_internal_error"):
+                    "dropped_inference_failed", "dropped_dds_lost", "dropped_dds_gap",
+                    "dropped_internal_error"):
             values.setdefault(f"frames_{key}", "0")
         for camera in self.cameras.values():
             for key, value in sorted(self.camera_counters(camera).items()):
