@@ -215,3 +215,21 @@ def test_bytes_on_the_wire_per_frame(triton_server, jpeg_frames, start_node, ros
     assert min(sizes) <= sent <= max(sizes) + 64, (sent, sizes)  # + a length prefix
     assert 0 < int(run.diag["bytes_received_per_frame"]) < 8 * 1024
 
+
+def test_lock_step_replay_on_an_encoded_model_is_byte_identical(tmp_path, sample_bag,
+                                                                 triton_server):
+    """The bag's raw Images, encoded on the robot (JPEG) and detected by the SSD ensemble, in
+    lock-step twice: the same detections.json byte for byte, every frame answered."""
+    from triton_ros.testing import run_replay
+    results = [run_replay(sample_bag, tmp_path / name, frames=8,
+                          server_url=triton_server.grpc_url,
+                          params={"model_name": "ssd_mobilenet_v2_coco_encoded"})
+               for name in ("first", "second")]
+    for result in results:
+        assert result.returncode == 0, result.log[-3000:]
+        assert all(f["processed"] for f in result.detections["frames"])
+    first, second = (r.detections_path.read_bytes() for r in results)
+    assert first == second
+    persons = sum(d["class_id"] == "person" for f in results[0].detections["frames"]
+                  for d in f["detections"])
+    assert persons >= 8
