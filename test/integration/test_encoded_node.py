@@ -233,3 +233,15 @@ def test_lock_step_replay_on_an_encoded_model_is_byte_identical(tmp_path, sample
     persons = sum(d["class_id"] == "person" for f in results[0].detections["frames"]
                   for d in f["detections"])
     assert persons >= 8
+
+
+def test_explicit_parameters_win_over_the_models(triton_server, start_node):
+    """yolov4_tiny_coco says resize=letterbox; a resize given on the command line stays, the
+    model's other parameters are still taken (and logged)."""
+    node = start_node(DETECT, {"server_url": triton_server.grpc_url,
+                               "model_name": "yolov4_tiny_coco", "resize": "stretch"})
+    node.wait_for_output("ready:", timeout_s=120)
+    line = next(ln for ln in node.output().splitlines() if "configures:" in ln)
+    assert "decoder='yolo'" in line and "yolo_version='v5'" in line, line
+    assert "resize" not in line, line
+    assert node.alive()

@@ -43,9 +43,9 @@ from triton_ros.batcher import CameraBatcher
 from triton_ros.client.pool import ServerPool
 from triton_ros.connection import Backoff, ModelConnection
 from triton_ros.decoders import YOLO_BOX_FORMATS, YOLO_VERSIONS, TfodOutputs, YoloOutputs
+from triton_ros.detections import ItemError
 from triton_ros.detector import DECODERS, Detector, DetectorConfig
 from triton_ros.drawing import draw_detections
-from triton_ros.detections import ItemError
 from triton_ros.frame_intake import DEFAULT_MAX_IMAGE_PIXELS, ENCODE_FORMATS, FrameIntake
 from triton_ros.model_parameters import merge_model_parameters
 from triton_ros.model_spec import ModelSpecError
@@ -54,8 +54,8 @@ from triton_ros.publisher_gaps import PublisherGaps
 from triton_ros.ros.connection_params import CONNECTION_PARAMETERS, client_from_params
 from triton_ros.ros.messages import (SerializedImage, bgr_to_image_msg, detections_to_msg,
                                      payload_of, stamp_to_ns)
-from triton_ros.ros.diagnostics import (latency_values, make_status, publish_status,
-                                        server_change_reporter)
+from triton_ros.ros.diagnostics import (bytes_per_frame_values, frame_values, latency_values,
+                                        make_status, publish_status, server_change_reporter)
 from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
 from triton_ros.ros.runner import reuse_large_buffers, run_node
 from triton_ros.triton_client import UNAVAILABLE_KINDS, TritonError
@@ -485,7 +485,8 @@ class DetectNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=problem)
             changes[param.name] = param.value
         if changes:
-            self.params.update(changes)  # a reconnect rebuilds the detector from these
+            self.params.update(changes)  # a reconnect rebuilds the detector from these ...
+            self._explicit.update(changes)  # ... and the model's values must not undo them
             self.detector_config = dataclasses.replace(self.detector_config, **changes)
             if self.detector is not None:
                 self.detector.cfg = dataclasses.replace(self.detector.cfg, **changes)
@@ -686,8 +687,11 @@ class DetectNode(LifecycleNode):
         return total
 
     def status(self) -> DiagnosticStatus:
-        totals = self.totals()
-        lost = sum(v for k, v in totals.items() if k.startswith("dropped_"))
+        per_camera = {camera.name: self.camera_counters(camera)
+                      for camera in self.cameras.values()}
+        values = frame_values(per_camera)
+        lost = sum(sum(v for k, v in counters.items() if k.startswith("dropped_"))
+                   for counters in per_camera.values())
         level, message = DiagnosticStatus.OK, "ok"
         if lost:
             level, message = DiagnosticStatus.WARN, f"{lost} frame(s) not processed"
@@ -697,17 +701,9 @@ class DetectNode(LifecycleNode):
         if self.connection.state != "ready":
             level = DiagnosticStatus.ERROR
             message = f"Triton {self.connection.state}: {self.connection.last_error}"
-        values = {f"frames_{k}": str(v) for k, v in sorted(totals.items())}
-        for key in ("received", "published", "pending", "dropped_stale", "dropped_unsynced",
-                    "dropped_server_unavailable", "dropped_bad_input",
-                    "dropped_inference_failed", "dropped_dds_lost", "dropped_dds_gap",
-                    "dropped_internal_error"):
-            values.setdefault(f"frames_{key}", "0")
-        for camera in self.cameras.values():
-            for key, value in sorted(self.camera_counters(camera).items()):
-                values[f"camera[{camera.name}].{key}"] = str(value)
         with self._lock:
             latencies = list(self.latencies_ms)
+            recent_bytes = list(self.request_bytes)
         batch_sizes = dict(self.batcher.batch_sizes)
         values.update({
             "server": f"{self.client.protocol}://{self.client.url}",
@@ -721,12 +717,7 @@ class DetectNode(LifecycleNode):
             "last_error_age_s": (f"{time.monotonic() - self._last_error_at:.1f}"
                                  if self.last_error else "")})
         values.update(latency_values(latencies))
-        with self._lock:
-            recent = list(self.request_bytes)
-        frames = sum(n for _, _, n in recent)
-        if frames:  # payload bytes per frame (tensors or image files, up and down), recent mean
-            values["bytes_sent_per_frame"] = str(round(sum(s for s, _, _ in recent) / frames))
-            values["bytes_received_per_frame"] = str(round(sum(r for _, r, _ in recent) / frames))
+        values.update(bytes_per_frame_values(recent_bytes))
         if self.detector is not None:
             values["input_kind"] = ("encoded_image" if self.detector.encoded_input
                                     else "tensor")
