@@ -11,6 +11,12 @@ counted); ``max_in_flight`` workers each take a batch of up to the model's ``max
 frames (across cameras and time), flushed when full or after ``max_delay_ms``, or — with
 ``sync_tolerance_ms`` — one frame per camera with stamps within the tolerance.
 
+Frame intake (``triton_ros.frame_intake``): a tensor model gets frames decoded and pre-processed
+here; a model that takes encoded images (``*_encoded`` ensembles) gets CompressedImage JPEG/PNG
+bytes untouched and raw Images encoded here (``encode_format``). Either way the size is checked
+against ``max_image_pixels`` before decoding. On connect, the model's ``triton_ros.*`` config
+parameters fill every parameter not given explicitly (``triton_ros.model_parameters``).
+
 Lifecycle (a managed node, like the sequence nodes): constructing never blocks (parameter
 services and ``/diagnostics`` work at once); ``configure`` connects and discovers the model,
 failing with the reason (``TritonClient.check_ready``) while the server is absent; ``activate``
@@ -19,7 +25,8 @@ workers and releases server resources (shared memory regions). ``autostart`` (de
 configures and activates by itself: it retries ``configure`` for up to ``server_wait_timeout_s``,
 then activates anyway and keeps reconnecting in the background (frames counted as
 ``dropped_server_unavailable``), with exponential backoff and jitter. Every frame is accounted
-for on ``/diagnostics``. Boxes are in source image pixels and
+for on ``/diagnostics`` (received == published + dropped + pending, frames a publisher sent
+that never arrived counted from its sequence numbers). Boxes are in source image pixels and
 each array carries its source header (stamp, frame_id).
 """
 import collections
