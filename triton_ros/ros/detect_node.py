@@ -42,6 +42,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
+from rclpy.subscription import Subscription
 from rclpy.validate_topic_name import InvalidTopicNameException, validate_topic_name
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray
@@ -71,6 +72,10 @@ try:  # Iron and newer
     from rclpy.event_handler import SubscriptionEventCallbacks
 except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
+
+# Iron and newer pass rclpy's MessageInfo (sequence numbers, publisher GID) to a callback that
+# takes two arguments; Humble passes the message only (no dds_gap counting there).
+MESSAGE_INFO = hasattr(Subscription, "CallbackType")
 
 PARAMETERS = [
     *CONNECTION_PARAMETERS,
@@ -318,10 +323,11 @@ class DetectNode(LifecycleNode):
                 topic = camera.topic(leaf)
                 # Images come serialized (raw=True): the pixels are read in place, not copied
                 # into a message first.
+                callback = ((lambda msg, info, c=camera: self._on_image(c, msg, info))
+                            if MESSAGE_INFO else
+                            (lambda msg, c=camera: self._on_image(c, msg, {})))
                 self._image_subscriptions.append(self.create_subscription(
-                    # (msg, info): rclpy passes the MessageInfo to a two-argument callback
-                    msg_type, topic, lambda msg, info, c=camera: self._on_image(c, msg, info),
-                    image_qos,
+                    msg_type, topic, callback, image_qos,
                     event_callbacks=self._qos_events(camera, topic), raw=msg_type is Image))
                 self.get_logger().info(f"camera {name or '(default)'}: "
                                        f"{self.resolve_topic_name(topic)} -> "
@@ -537,8 +543,9 @@ class DetectNode(LifecycleNode):
             pending.settled = True
 
     def _on_image(self, camera: Camera, msg, info) -> None:
-        """A frame taken from DDS (``info``: rclpy's MessageInfo). Frames its publisher sent
-        since its previous one and never arrived are counted received and dropped_dds_gap."""
+        """A frame taken from DDS (``info``: rclpy's MessageInfo, {} where rclpy has none).
+        Frames its publisher sent since its previous one and never arrived are counted received
+        and dropped_dds_gap."""
         gid = info.get("publisher_gid") or {}
         with self._lock:
             gap = camera.gaps.observe(bytes(gid.get("data", b"")),
