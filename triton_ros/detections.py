@@ -35,3 +35,10 @@ class Detections:
         b = self.boxes
         return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2,
                          b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """One batch item the model could not answer (e.g. bytes no decoder reads, an image over
+    the size limit); ``reason`` says why, for the user. Its neighbours are answered."""
+    reason: str

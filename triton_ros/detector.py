@@ -1,5 +1,9 @@
 """Frames in, detections in source-image pixels out: pre-process -> Triton -> decode -> map back.
 
+Models that take encoded images (``ModelSpec.encoded_input``, e.g. the ``*_encoded`` ensembles)
+get whole JPEG/PNG files instead (:meth:`Detector.detect_encoded`): the server decodes,
+pre-processes, decodes the detector's output and maps boxes to source pixels itself.
+
 No ROS here; the detect node wraps a :class:`Detector`.
 """
 from dataclasses import dataclass, field, replace
@@ -9,7 +13,7 @@ import numpy as np
 
 from triton_ros.decoders import (TfodOutputs, YoloOutputs, decode_tfod, decode_yolo,
                                  filter_detections)
-from triton_ros.detections import Detections
+from triton_ros.detections import Detections, ItemError
 from triton_ros.labels import LabelMap
 from triton_ros.model_spec import ModelSpec, ModelSpecError
 from triton_ros.preprocess import PreprocessConfig, Preprocessor
@@ -17,6 +21,20 @@ from triton_ros.resources import config_path
 from triton_ros.triton_client import TritonClient
 
 DECODERS = ("tfod", "yolo")
+# Per-item outputs of an encoded-image model besides the TF-OD ones (docs/encoded_path.md).
+STATUS_OUTPUT = "status"
+
+
+def payload_bytes(arrays) -> int:
+    """Tensor bytes of ``arrays`` as Triton carries them: ``nbytes``, or for BYTES (object)
+    tensors each element's length plus its 4-byte length prefix."""
+    total = 0
+    for array in arrays:
+        if array.dtype == np.object_:
+            total += sum(4 + len(item) for item in array.reshape(-1))
+        else:
+            total += array.nbytes
+    return total
 
 
 @dataclass(frozen=True)
@@ -70,12 +88,32 @@ class Detector:
 
     ``detect(frames)`` takes uint8 BGR ``[H, W, 3]`` (or mono ``[H, W]``) frames of any sizes and
     returns one :class:`Detections` per frame with boxes in that frame's pixels.
+
+    For a model with an encoded-image input (:attr:`encoded_input`), ``detect_encoded(images)``
+    takes whole image files instead; ``preprocess`` is then None and ``detect`` unavailable.
+    ``cfg.tfod`` must then describe the model's TF-OD outputs (for the ``*_encoded`` ensembles:
+    xyxy, source pixels, their class offset: what their ``triton_ros.*`` parameters say).
     """
 
     def __init__(self, client: TritonClient, cfg: DetectorConfig, spec: ModelSpec | None = None):
         cfg.validate()
         self.client, self.cfg = client, cfg
         self.spec = spec or client.model_spec()
+        self.last_request_bytes = (0, 0)  # payload (sent, received) of the last request
+        self.max_batch = max(1, self.spec.max_batch_size)
+        self.input_name = self.spec.encoded_input
+        if self.input_name:
+            if cfg.decoder != "tfod":
+                raise ModelSpecError(f"model {self.spec.name!r} takes encoded images and "
+                                     f"returns TF-OD outputs; decoder {cfg.decoder!r} does not "
+                                     "apply (use decoder tfod)")
+            self.preprocess = None
+            self.output_names = cfg.tfod.names()
+            if STATUS_OUTPUT in {o.name for o in self.spec.outputs}:
+                self.output_names = self.output_names + [STATUS_OUTPUT]
+            self._check_outputs()
+            self._setup_labels()
+            return
         image = self.spec.image_input(cfg.input_name)
         layout = cfg.input_layout or image.layout
         width = cfg.input_width or image.width
@@ -87,17 +125,72 @@ class Detector:
             resize=cfg.resize, pad_value=cfg.pad_value, scaling=cfg.scaling,
             mean=cfg.mean, std=cfg.std))
         self.output_names = cfg.tfod.names() if cfg.decoder == "tfod" else cfg.yolo.names()
+        self._check_outputs()
+        self._setup_labels()
+
+    @property
+    def encoded_input(self) -> bool:
+        """True when the model takes encoded image files (use :meth:`detect_encoded`)."""
+        return bool(self.spec.encoded_input)
+
+    def _check_outputs(self) -> None:
         missing = [n for n in self.output_names if n not in {o.name for o in self.spec.outputs}]
         if missing:
             raise ModelSpecError(
-                f"model {self.spec.name!r} lacks the {cfg.decoder} decoder's outputs {missing}; "
-                f"it has {[(o.name, o.datatype, list(o.dims)) for o in self.spec.outputs]}")
-        self.labels = resolve_labels(cfg.labels_file, self.spec)
-        for name in cfg.class_filter:
+                f"model {self.spec.name!r} lacks the {self.cfg.decoder} decoder's outputs "
+                f"{missing}; it has "
+                f"{[(o.name, o.datatype, list(o.dims)) for o in self.spec.outputs]}")
+
+    def _setup_labels(self) -> None:
+        self.labels = resolve_labels(self.cfg.labels_file, self.spec)
+        for name in self.cfg.class_filter:
             self.labels.index(name)  # unknown class names are a configuration error
-        self.max_batch = max(1, self.spec.max_batch_size)
+
+    def detect_encoded(self, images: list[bytes]) -> list[Detections | ItemError]:
+        """Whole image files (JPEG, PNG, ...: what the server's decoder reads) -> one
+        :class:`Detections` per image with boxes in that image's pixels, or an
+        :class:`ItemError` with the server's reason for an image it could not answer.
+        Chunked by the model's max batch size; score threshold, max detections and class
+        filter applied as in :meth:`detect`."""
+        if not self.input_name or self.preprocess is not None:
+            raise ModelSpecError(f"model {self.spec.name!r} takes image tensors, not encoded "
+                                 "images: use detect()")
+        results = []
+        for start in range(0, len(images), self.max_batch):
+            chunk = images[start:start + self.max_batch]
+            batch = np.empty((len(chunk), 1), np.object_)
+            for slot, data in zip(batch, chunk):
+                slot[0] = bytes(data)
+            if self.spec.max_batch_size == 0:
+                batch = batch[0]
+            outputs = self._infer({self.input_name: batch})
+            cfg = self.cfg  # read once: dynamic parameters may replace it meanwhile
+            status = outputs.get(STATUS_OUTPUT)
+            for item, dets in enumerate(decode_tfod(outputs, 1, 1, cfg.tfod, self.labels)):
+                reason = b"" if status is None else status.reshape(len(chunk), -1)[item][0]
+                if reason:
+                    results.append(ItemError(reason.decode("utf-8", "replace")))
+                    continue
+                results.append(filter_detections(dets, cfg.score_threshold, cfg.max_detections,
+                                                 cfg.class_filter))
+        return results
+
+    def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One request; outputs with a batch dim; ``last_request_bytes`` updated."""
+        outputs = self.client.infer(inputs, self.output_names)
+        self.last_request_bytes = (payload_bytes(inputs.values()),
+                                   payload_bytes(outputs.values()))
+        if self.spec.max_batch_size == 0:
+            outputs = {k: v[None] for k, v in outputs.items()}
+        return outputs
+
+    def _require_tensor_model(self) -> None:
+        if self.preprocess is None:
+            raise ModelSpecError(f"model {self.spec.name!r} takes encoded images, not image "
+                                 "tensors: use detect_encoded()")
 
     def detect(self, frames: list[np.ndarray]) -> list[Detections]:
+        self._require_tensor_model()
         results = []
         for start in range(0, len(frames), self.max_batch):
             chunk = frames[start:start + self.max_batch]
@@ -109,6 +202,7 @@ class Detector:
 
     def detect_prepared(self, prepared: list) -> list[Detections]:
         """Like :meth:`detect` for frames already run through ``self.preprocess``."""
+        self._require_tensor_model()
         results = []
         for start in range(0, len(prepared), self.max_batch):
             chunk = prepared[start:start + self.max_batch]
@@ -122,9 +216,7 @@ class Detector:
         results = []
         if self.spec.max_batch_size == 0:
             batch = batch[0]
-        outputs = self.client.infer({self.input_name: batch}, self.output_names)
-        if self.spec.max_batch_size == 0:
-            outputs = {k: v[None] for k, v in outputs.items()}
+        outputs = self._infer({self.input_name: batch})
         cfg = self.cfg  # read once: dynamic parameters may replace it meanwhile
         for dets, (_, transform) in zip(self._decode(outputs, cfg), chunk):
             dets = filter_detections(dets, cfg.score_threshold, cfg.max_detections,

@@ -2,7 +2,8 @@
 
 :func:`model_spec_from_server` turns the JSON of ``get_model_metadata`` and ``get_model_config``
 (gRPC ``as_json=True`` or HTTP, which differ in nesting and number types) into a
-:class:`ModelSpec`. Layout inference follows Triton's ``image_client.py``: the config's
+:class:`ModelSpec`, including the config's ``parameters`` (string values; keys starting with
+``triton_ros.`` configure a node, see :mod:`triton_ros.model_parameters`). Layout inference follows Triton's ``image_client.py``: the config's
 ``format`` wins, otherwise a 3-dim image input with 1 or 3 channels first is NCHW and last is NHWC.
 """
 from dataclasses import dataclass, field
@@ -62,6 +63,27 @@ class ModelSpec:
     max_sequence_idle_us: int = 0    # 0: not a sequence model / server default
     labels_file: str = ""            # label_filename of the first output that has one
     control_inputs: tuple[str, ...] = field(default_factory=tuple)
+    parameters: dict[str, str] = field(default_factory=dict)  # config.pbtxt `parameters`
+
+    @property
+    def encoded_input(self) -> str:
+        """Name of the input taking whole encoded image files (BYTES ``[1]`` per item: JPEG,
+        PNG, ...), or "" for a model that takes image tensors.
+
+        Set by ``triton_ros.input_kind = "encoded_image"`` in the config (its only BYTES input),
+        or found without it when the model's only input is BYTES with dims ``[1]``.
+        """
+        byte_inputs = [t for t in self.inputs if t.datatype == "BYTES"]
+        if self.parameters.get("triton_ros.input_kind") == "encoded_image":
+            if len(byte_inputs) != 1:
+                raise ModelSpecError(
+                    f"model {self.name!r} says triton_ros.input_kind=encoded_image but has "
+                    f"{len(byte_inputs)} BYTES inputs: "
+                    f"{[(t.name, t.datatype, list(t.dims)) for t in self.inputs]}; expected one")
+            return byte_inputs[0].name
+        if len(self.inputs) == 1 and byte_inputs and byte_inputs[0].dims in ((1,), (-1,)):
+            return byte_inputs[0].name
+        return ""
 
     def input(self, name: str) -> TensorSpec:
         return _find(self.inputs, name, "input", self.name)
@@ -136,6 +158,9 @@ def model_spec_from_server(metadata: dict, config: dict) -> ModelSpec:
                    if o.get("label_filename")), "")
     inputs = tuple(t for t in tensors(metadata.get("inputs", [])) if t.name not in controls)
     versions = metadata.get("versions") or [""]
+    # Both protocols: {"key": {"string_value": "..."}}; Triton parameters are strings.
+    parameters = {key: str((value or {}).get("string_value", ""))
+                  for key, value in (config.get("parameters") or {}).items()}
     return ModelSpec(
         name=metadata.get("name", config.get("name", "")),
         version=str(versions[-1]),
@@ -148,4 +173,5 @@ def model_spec_from_server(metadata: dict, config: dict) -> ModelSpec:
         max_sequence_idle_us=int((sequence or {}).get("max_sequence_idle_microseconds", 0)),
         labels_file=labels,
         control_inputs=tuple(controls),
+        parameters=parameters,
     )

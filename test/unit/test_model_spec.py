@@ -276,3 +276,56 @@ def test_inputs_do_not_share_state_with_json():
     spec = model_spec_from_server(metadata, config)
     metadata["inputs"][0]["shape"][1] = "999"
     assert spec.inputs[0].dims == (300, 300, 3)
+
+
+# An encoded-image ensemble as gRPC (as_json=True) describes it: BYTES input, string parameters.
+ENCODED_METADATA_GRPC = {
+    "name": "yolov4_tiny_coco_encoded", "versions": ["1"], "platform": "ensemble",
+    "inputs": [{"name": "encoded_image", "datatype": "BYTES", "shape": ["-1", "1"]}],
+    "outputs": [{"name": "num_detections", "datatype": "INT32", "shape": ["-1", "1"]},
+                {"name": "status", "datatype": "BYTES", "shape": ["-1", "1"]}],
+}
+ENCODED_CONFIG_GRPC = {"config": {
+    "name": "yolov4_tiny_coco_encoded", "platform": "ensemble", "max_batch_size": 8,
+    "input": [{"name": "encoded_image", "data_type": "TYPE_STRING", "dims": ["1"]}],
+    "output": [{"name": "num_detections", "data_type": "TYPE_INT32", "dims": ["1"]},
+               {"name": "status", "data_type": "TYPE_STRING", "dims": ["1"]}],
+    "parameters": {"triton_ros.input_kind": {"string_value": "encoded_image"},
+                   "triton_ros.decoder": {"string_value": "tfod"},
+                   "triton_ros.tfod_class_offset": {"string_value": "0"}},
+}}
+
+
+@pytest.mark.parametrize("metadata,config", [
+    (ENCODED_METADATA_GRPC, ENCODED_CONFIG_GRPC),
+    # HTTP: same nesting, config not wrapped (string_value stays a string on the wire).
+    (_http(ENCODED_METADATA_GRPC), {**_http(ENCODED_CONFIG_GRPC["config"]),
+                                    "parameters": ENCODED_CONFIG_GRPC["config"]["parameters"]})],
+    ids=["grpc", "http"])
+def test_parameters_and_encoded_input(metadata, config):
+    spec = model_spec_from_server(metadata, config)
+    assert spec.parameters == {"triton_ros.input_kind": "encoded_image",
+                               "triton_ros.decoder": "tfod", "triton_ros.tfod_class_offset": "0"}
+    assert spec.encoded_input == "encoded_image"
+
+
+def test_tensor_model_has_no_encoded_input_and_its_parameters():
+    spec = model_spec_from_server(SSD_METADATA_GRPC, SSD_CONFIG_GRPC)
+    assert spec.encoded_input == ""
+    assert spec.parameters == {}
+    spec = model_spec_from_server(*_yolo())
+    assert spec.encoded_input == ""
+
+
+def test_single_bytes_input_is_encoded_without_the_parameter():
+    config = copy.deepcopy(ENCODED_CONFIG_GRPC)
+    del config["config"]["parameters"]
+    assert model_spec_from_server(ENCODED_METADATA_GRPC, config).encoded_input == "encoded_image"
+
+
+def test_encoded_input_kind_without_a_bytes_input_is_an_error():
+    config = copy.deepcopy(SSD_CONFIG_GRPC)
+    config["config"]["parameters"] = {"triton_ros.input_kind": {"string_value": "encoded_image"}}
+    spec = model_spec_from_server(SSD_METADATA_GRPC, config)
+    with pytest.raises(ModelSpecError, match="input_kind=encoded_image but has 0 BYTES inputs"):
+        spec.encoded_input

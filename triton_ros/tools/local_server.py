@@ -37,6 +37,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import triton_ros
 from triton_ros.resources import config_path, share_dir
 
 SERVER_VENV_ENV = "TRITON_ROS_SERVER_VENV"
@@ -171,10 +172,15 @@ class LocalTritonServer:
                 (backend / name).symlink_to(triton / "backends" / "python" / name)
             (backend / "triton_python_backend_stub").symlink_to(
                 triton / "python_backend_stubs" / version / "triton_python_backend_stub")
+            # The ensembles' step models import triton_ros (numpy/OpenCV only): expose this
+            # package alone, not the client's site-packages (numpy 2) around it.
+            (self._workdir / "pythonpath").mkdir()
+            (self._workdir / "pythonpath" / "triton_ros").symlink_to(
+                Path(triton_ros.__file__).resolve().parent)
         env = dict(os.environ)
         env["PATH"] = f"{self.server_venv / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
         env["LD_LIBRARY_PATH"] = f"{libdir}:{site / 'nvidia_pytriton.libs'}"
-        env.pop("PYTHONPATH", None)
+        env["PYTHONPATH"] = str(self._workdir / "pythonpath")
         cmd = [str(triton / "bin" / "tritonserver"),
                f"--model-repository={self.model_repository}",
                f"--backend-directory={self._workdir / 'backends'}",

@@ -1,0 +1,1 @@
+../../ssd_mobilenet_v2_coco_encoded_pre/1/model.py
