@@ -23,6 +23,8 @@ Measured:
   the relays run in a child process, so they are not in it.
 - server CPU per frame: utime + stime of tritonserver and its python-backend stubs.
 - latency p50 / p99 (ms), lock-step, unshaped link.
+- server time per frame by model (Triton's own statistics, ``compute_infer``): the pre- and
+  post-processing steps and the detector.
 - frames/s through a link limited to 100 and 20 Mbit/s each way: the relay's token bucket
   (not tc: no namespace needed), lock-step.
 """
@@ -117,10 +119,23 @@ def one_frame(detector, path: str, source: str, frame, jpeg: bytes):
     return detector.detect_encoded([jpeg])[0]
 
 
+def compute_ms(stats_client, models) -> dict:
+    """Triton's cumulative compute_infer time (ms) and request count per model."""
+    out = {}
+    for model in models:
+        stats_client.model_name = model
+        for entry in stats_client.inference_statistics()["model_stats"]:
+            infer = entry["inference_stats"]["compute_infer"]
+            out[model] = (int(infer.get("ns", 0)) / 1e6, int(infer.get("count", 0)))
+    return out
+
+
 def lockstep(detector, path, source, frames, jpegs, relays, rate, server, count=None,
-             max_s=None):
-    """Run frames one at a time through the relay of ``rate``; returns the window's figures."""
+             max_s=None, stats=None):
+    """Run frames one at a time through the relay of ``rate``; returns the window's figures.
+    ``stats``: (a TritonClient for statistics, model names) to report server time per model."""
     relays.reset(rate)
+    before = compute_ms(*stats) if stats else {}
     pids = server_pids(server)
     server_cpu, cpu = group_cpu_seconds(pids), time.process_time()
     latencies, start, n = [], time.monotonic(), 0
@@ -134,7 +149,11 @@ def lockstep(detector, path, source, frames, jpegs, relays, rate, server, count=
     cpu = time.process_time() - cpu
     server_cpu = group_cpu_seconds(pids) - server_cpu
     up, down = relays.counts(rate)
-    return {"frames": n, "fps": n / elapsed, "up_kib": up / n / 1024, "down_kib": down / n / 1024,
+    steps = {}
+    for model, (ms, requests) in (compute_ms(*stats) if stats else {}).items():
+        done = requests - before[model][1]
+        steps[model] = (ms - before[model][0]) / done if done else None
+    return {"steps_ms": steps, "frames": n, "fps": n / elapsed, "up_kib": up / n / 1024, "down_kib": down / n / 1024,
             "client_cpu_ms": cpu / n * 1000, "server_cpu_ms": server_cpu / n * 1000,
             "p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99)}
 
@@ -152,6 +171,8 @@ def main(argv=None):
     models = [m for kind in args.models.split(",") for m in MODELS[kind]]
     server = start_server(models, RESULTS / "encoded_server.log")
     relays = Relays(server.grpc_url)
+    from triton_ros.client.client import TritonClient
+    stats_client = TritonClient(server.grpc_url, "", timeout_s=30.0)
     try:
         detectors = {(kind, path, rate): make_detector(relays.urls[rate], model)
                      for kind in args.models.split(",")
@@ -171,8 +192,12 @@ def main(argv=None):
                                  count=3)  # warm-up
                         case = {"model": kind, "resolution": res, "input": source, "path": path,
                                 "jpeg_kib": sum(map(len, jpegs)) / len(jpegs) / 1024}
+                        steps = ([MODELS[kind][0]] if path == "tensor" else
+                                 [MODELS[kind][1] + "_pre", MODELS[kind][0],
+                                  MODELS[kind][1] + "_post"])
                         case.update(lockstep(detector, path, source, frames, jpegs, relays, 0,
-                                             server, count=args.frames))
+                                             server, count=args.frames,
+                                             stats=(stats_client, steps)))
                         for rate in RATES_MBIT[1:]:
                             shaped = lockstep(detectors[(kind, path, rate)], path, source,
                                               frames, jpegs, relays, rate, server,
@@ -187,6 +212,12 @@ def main(argv=None):
     write_tables(report, args.out)
 
 
+def link_fps(case, mbit) -> float:
+    """Frames/s one link of ``mbit`` carries (computed from the counted bytes; up and down
+    share it, as on Wi-Fi)."""
+    return mbit * 1e6 / 8 / ((case["up_kib"] + case["down_kib"]) * 1024)
+
+
 def write_tables(report, out):
     from pathlib import Path
     rows = []
@@ -199,11 +230,14 @@ def write_tables(report, out):
                      fmt(case["up_kib"]), fmt(case["down_kib"], 2),
                      fmt(ratio(tensor["up_kib"] + tensor["down_kib"], total)) + "x",
                      fmt(case["client_cpu_ms"]), fmt(case["p50_ms"]), fmt(case["p99_ms"]),
-                     fmt(case["server_cpu_ms"]), fmt(case["fps"]),
+                     fmt(case["server_cpu_ms"]),
+                     " / ".join(fmt(v) for v in case["steps_ms"].values()),
+                     fmt(link_fps(case, 100)), fmt(case["fps"]),
                      fmt(case["fps_100mbit"]), fmt(case["fps_20mbit"])])
     table = markdown_table(
         ["model", "frames", "input", "path", "KiB up/frame", "KiB down/frame",
          "fewer bytes", "client CPU ms/frame", "p50 ms", "p99 ms", "server CPU ms/frame",
+         "server ms/frame by step (pre / detector / post)", "link-bound fps @100 Mbit/s",
          "fps (link unshaped)", "fps @100 Mbit/s", "fps @20 Mbit/s"], rows)
     text = (f"Machine: {report['machine_start']}; load at end {report['machine_end']['load_avg']}"
             f"\nFrames: {report.get('frames')}\n\n{table}\n")
