@@ -11,16 +11,18 @@ Paths (per frame, lock-step: one request in flight):
   ``yolov4_tiny_coco``.
 - encoded: a CompressedImage's JPEG is sent untouched; a raw Image is JPEG-encoded first
   (quality 90, the node's default); the ``*_encoded`` ensemble answers final boxes.
-The client is :class:`triton_ros.detector.Detector` in this process (``--client direct``): the
-same code the node runs for the inference part, without ROS (the node's own encoded path was not
-on this branch when this was written; see the README section). Shared memory is off (a remote
-server); gRPC.
+Clients (``--client``): ``direct`` = :class:`triton_ros.detector.Detector` in this process (the
+code the node runs for the inference part, without ROS); ``node`` = a ``detect_node`` process fed
+over DDS by a probe (``bench_bridge.NodeUnderTest``), with only ``model_name`` set besides the
+connection (the model's ``triton_ros.*`` parameters do the rest), ``max_batch_size:=1
+max_in_flight:=1``. Shared memory is off (a remote server); gRPC.
 
 Measured:
 - bytes up / down per frame: counted on the wire by :mod:`triton_ros.tools.tcp_relay` between
   client and server (gRPC/HTTP2 framing included), over the lock-step window.
-- client CPU per frame: this process's CPU time (``time.process_time``) over the window / frames;
-  the relays run in a child process, so they are not in it.
+- client CPU per frame: ``direct``: this process's CPU time (``time.process_time``) over the
+  window / frames (the relays run in a child process, so they are not in it); ``node``: the
+  node process's utime + stime over the window / frames answered.
 - server CPU per frame: utime + stime of tritonserver and its python-backend stubs.
 - latency p50 / p99 (ms), lock-step, unshaped link.
 - server time per frame by model (Triton's own statistics, ``compute_infer``): the pre- and
@@ -30,16 +32,20 @@ Measured:
 """
 import argparse
 import multiprocessing
+import sys
 import time
+from pathlib import Path
 
-from harness import (RESULTS, fmt, group_cpu_seconds, load_frames, machine, markdown_table,
-                     pct, ratio, server_pids, start_server, write_json)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import (RESULTS, fmt, group_cpu_seconds, load_frames, machine,  # noqa: E402
+                     markdown_table, pct, ratio, server_pids, start_server, write_json)
 
 MODELS = {"ssd": ("ssd_mobilenet_v2_coco", "ssd_mobilenet_v2_coco_encoded"),
           "yolo": ("yolov4_tiny_coco", "yolov4_tiny_coco_encoded")}
 RATES_MBIT = (0, 100, 20)
 CAMERA_JPEG_QUALITY = 80    # what the camera driver publishes (the issue's baseline: q80)
 ROBOT_JPEG_QUALITY = 90     # what the robot encodes raw Images with (node default)
+LOGS = RESULTS.parents[1] / "out" / "bench" / "encoded_logs"
 
 
 def _relay_process(upstream: str, rates, conn) -> None:
@@ -158,6 +164,79 @@ def lockstep(detector, path, source, frames, jpegs, relays, rate, server, count=
             "p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99)}
 
 
+def node_lockstep(ctx, relays, rate, server, model, source, raws, duration_s, tag, stats=None):
+    """The node variant of :func:`lockstep`: a detect_node on the relay of ``rate``, one frame
+    in flight (the probe waits for each answer), for ``duration_s``."""
+    import harness as h
+    from bench_bridge import NodeUnderTest, node_params
+    params = node_params(server, model, ["cam0" + (":compressed" if source == "compressed"
+                                                   else "")], in_flight=1, batch=1, queue=1)
+    params.update(server_url=relays.urls[rate], shared_memory="off", request_timeout_s=60.0)
+    with NodeUnderTest(ctx, tag, params, 1, compressed=source == "compressed") as nut:
+        h.feed_window(nut.probe, [raws], 1, 2.0, stop_after_s=30.0)  # warm-up
+        relays.reset(rate)
+        before = compute_ms(*stats) if stats else {}
+        pids = server_pids(server)
+        cpu, server_cpu = nut.cpu(), group_cpu_seconds(pids)
+        window = h.feed_window(nut.probe, [raws], 1, duration_s, stop_after_s=30.0)
+        cpu, server_cpu = nut.cpu() - cpu, group_cpu_seconds(pids) - server_cpu
+        up, down = relays.counts(rate)
+    n = max(1, window["answered"])
+    steps = {}
+    for model_name, (ms, requests) in (compute_ms(*stats) if stats else {}).items():
+        done = requests - before[model_name][1]
+        steps[model_name] = (ms - before[model_name][0]) / done if done else None
+    lat = window["latencies_ms"]
+    return {"steps_ms": steps, "frames": window["answered"], "lost": window["lost"],
+            "fps": window["answered"] / window["window_s"], "up_kib": up / n / 1024,
+            "down_kib": down / n / 1024, "client_cpu_ms": cpu / n * 1000,
+            "server_cpu_ms": server_cpu / n * 1000, "p50_ms": pct(lat, 50),
+            "p99_ms": pct(lat, 99)}
+
+
+def run_nodes(args, server, relays, stats_client, report):
+    """``--client node``: every case with a detect_node process per (case, link rate)."""
+    import cv2
+    import harness as h
+    env = h.ros_env()
+    log_dir = LOGS
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    class Context:
+        pass
+    with h.Executor() as executor:
+        ctx = Context()
+        ctx.env, ctx.executor, ctx.log_dir = env, executor, log_dir
+        for res in args.resolutions.split(","):
+            w, h_ = (int(v) for v in res.split("x"))
+            frames, report["frames"] = load_frames(10, w, h_)
+            raw = {"image": [h.image_raw(f, "cam0") for f in frames],
+                   "compressed": [h.compressed_raw(f, "cam0", CAMERA_JPEG_QUALITY)
+                                  for f in frames]}
+            jpeg_kib = sum(len(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY,
+                                                        CAMERA_JPEG_QUALITY])[1])
+                           for f in frames) / len(frames) / 1024
+            for kind in args.models.split(","):
+                for source in ("image", "compressed"):
+                    for path, model in zip(("tensor", "encoded"), MODELS[kind]):
+                        steps = ([MODELS[kind][0]] if path == "tensor" else
+                                 [MODELS[kind][1] + "_pre", MODELS[kind][0],
+                                  MODELS[kind][1] + "_post"])
+                        tag = f"{kind}_{res}_{source}_{path}"
+                        case = {"model": kind, "resolution": res, "input": source,
+                                "path": path, "client": "node", "jpeg_kib": jpeg_kib}
+                        case.update(node_lockstep(ctx, relays, 0, server, model, source,
+                                                  raw[source], args.node_s, tag,
+                                                  (stats_client, steps)))
+                        for rate in RATES_MBIT[1:]:
+                            shaped = node_lockstep(ctx, relays, rate, server, model, source,
+                                                   raw[source], args.link_s,
+                                                   f"{tag}_{rate}")
+                            case[f"fps_{rate}mbit"] = shaped["fps"]
+                        print(case, flush=True)
+                        report["cases"].append(case)
+
+
 def main(argv=None):
     import cv2
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -166,14 +245,19 @@ def main(argv=None):
     parser.add_argument("--models", default="ssd,yolo")
     parser.add_argument("--resolutions", default="640x480,1920x1080")
     parser.add_argument("--out", default=str(RESULTS / "encoded"))
+    parser.add_argument("--client", choices=("direct", "node"), default="direct")
+    parser.add_argument("--node-s", type=float, default=8.0, help="node mode: unshaped window")
     args = parser.parse_args(argv)
     report = {"machine_start": machine(), "cases": []}
     models = [m for kind in args.models.split(",") for m in MODELS[kind]]
-    server = start_server(models, RESULTS / "encoded_server.log")
+    server = start_server(models, LOGS / "tritonserver.log")
     relays = Relays(server.grpc_url)
     from triton_ros.client.client import TritonClient
     stats_client = TritonClient(server.grpc_url, "", timeout_s=30.0)
     try:
+        if args.client == "node":
+            run_nodes(args, server, relays, stats_client, report)
+            return
         detectors = {(kind, path, rate): make_detector(relays.urls[rate], model)
                      for kind in args.models.split(",")
                      for path, model in zip(("tensor", "encoded"), MODELS[kind])
@@ -203,13 +287,15 @@ def main(argv=None):
                                               frames, jpegs, relays, rate, server,
                                               max_s=args.link_s)
                             case[f"fps_{rate}mbit"] = shaped["fps"]
+                        case["client"] = "direct"
                         print(case, flush=True)
                         report["cases"].append(case)
     finally:
         relays.close()
         server.cleanup()
-    report["machine_end"] = machine()
-    write_tables(report, args.out)
+        report["machine_end"] = machine()
+        if report["cases"]:
+            write_tables(report, args.out)
 
 
 def link_fps(case, mbit) -> float:
@@ -219,7 +305,6 @@ def link_fps(case, mbit) -> float:
 
 
 def write_tables(report, out):
-    from pathlib import Path
     rows = []
     cases = report["cases"]
     for case in cases:
@@ -239,7 +324,9 @@ def write_tables(report, out):
          "fewer bytes", "client CPU ms/frame", "p50 ms", "p99 ms", "server CPU ms/frame",
          "server ms/frame by step (pre / detector / post)", "link-bound fps @100 Mbit/s",
          "fps (link unshaped)", "fps @100 Mbit/s", "fps @20 Mbit/s"], rows)
-    text = (f"Machine: {report['machine_start']}; load at end {report['machine_end']['load_avg']}"
+    client = report["cases"][0].get("client", "direct")
+    text = (f"Client: {client}. Machine: {report['machine_start']}; load at end "
+            f"{report['machine_end']['load_avg']}"
             f"\nFrames: {report.get('frames')}\n\n{table}\n")
     print(text)
     Path(out + ".md").write_text(text)
