@@ -23,10 +23,13 @@ from typing import Any
 
 @dataclass
 class Pending:
+    """A frame in a slot or in a batch; ``settled`` is the owner's mark once it is counted
+    (published or dropped) after :meth:`CameraBatcher.next_batch` handed it out."""
     camera: str
     stamp_ns: int
     item: Any
     enqueued: float = field(default_factory=time.monotonic)
+    settled: bool = False
 
 
 class CameraBatcher:
@@ -47,6 +50,7 @@ class CameraBatcher:
         self._closed = False
         self._next_camera = 0
         self.dropped = {camera: collections.Counter() for camera in cameras}
+        self.taken = collections.Counter()   # frames handed out in batches, per camera
         self.batch_sizes = collections.Counter()
         self.evict_reason = "stale"   # the reason displaced frames are counted under
 
@@ -72,6 +76,12 @@ class CameraBatcher:
         """Frames of ``camera`` this batcher dropped, by reason (stale, unsynced)."""
         with self._cond:
             return dict(self.dropped[camera])
+
+    def camera_state(self, camera: str) -> tuple[int, int, dict[str, int]]:
+        """(frames in the slot, frames handed out in batches so far, drops by reason) of
+        ``camera``, read at one moment: received = slot + taken + dropped for what was put."""
+        with self._cond:
+            return len(self._slots[camera]), self.taken[camera], dict(self.dropped[camera])
 
     def drop_snapshot(self, reason: str) -> dict[str, int]:
         """Per-camera count of drops for ``reason`` now (see :meth:`reclassify`)."""
@@ -148,6 +158,7 @@ class CameraBatcher:
                     batch = self._take_dynamic(now, force=self._closed)
                 if batch:
                     self.batch_sizes[len(batch)] += 1
+                    self.taken.update(pending.camera for pending in batch)
                     return batch
                 if self._closed or now >= deadline:
                     return []

@@ -29,7 +29,16 @@ SUPPORTED_ENCODINGS = tuple(_ENCODINGS)
 
 
 class ImageDecodeError(ValueError):
-    """The message cannot be turned into an image; the text says why."""
+    """The message cannot be turned into an image; the text says why.
+
+    ``kind`` names the kind of problem, the same for every frame with it and different for
+    different problems (e.g. ``unsupported encoding 'nv24'``, ``data too short``): what a node
+    throttles its log by, so one flood never hides another problem.
+    """
+
+    def __init__(self, text: str, kind: str = ""):
+        super().__init__(text)
+        self.kind = kind or text
 
 
 def raw_image_to_bgr(encoding: str, height: int, width: int, step: int, data,
@@ -37,19 +46,21 @@ def raw_image_to_bgr(encoding: str, height: int, width: int, step: int, data,
     """Decode a ``sensor_msgs/Image``'s fields (``data``: bytes-like or uint8 array)."""
     if encoding not in _ENCODINGS:
         raise ImageDecodeError(f"unsupported encoding {encoding!r}; supported: "
-                               f"{', '.join(SUPPORTED_ENCODINGS)}")
+                               f"{', '.join(SUPPORTED_ENCODINGS)}",
+                               kind=f"unsupported encoding {encoding!r}")
     channels, dtype, conversion = _ENCODINGS[encoding]
     itemsize = np.dtype(dtype).itemsize
     if height <= 0 or width <= 0:
-        raise ImageDecodeError(f"empty image: {width}x{height}")
+        raise ImageDecodeError(f"empty image: {width}x{height}", kind="empty image")
     row_bytes = width * channels * itemsize
     if step < row_bytes:
         raise ImageDecodeError(f"step {step} < width*channels*bytes = {row_bytes} for "
-                               f"{width}x{height} {encoding}")
+                               f"{width}x{height} {encoding}", kind="step too small")
     buffer = np.frombuffer(data, dtype=np.uint8)
     if buffer.size < step * (height - 1) + row_bytes:
         raise ImageDecodeError(f"data has {buffer.size} bytes, {width}x{height} {encoding} with "
-                               f"step {step} needs {step * (height - 1) + row_bytes}")
+                               f"step {step} needs {step * (height - 1) + row_bytes}",
+                               kind="data too short")
     rows = np.lib.stride_tricks.as_strided(buffer, shape=(height, row_bytes),
                                            strides=(step, 1))
     pixels = rows.view(np.dtype(dtype).newbyteorder(">" if is_bigendian else "<"))
@@ -69,17 +80,20 @@ def compressed_image_to_bgr(fmt: str, data) -> np.ndarray:
     """
     buffer = np.frombuffer(data, dtype=np.uint8)
     if buffer.size == 0:
-        raise ImageDecodeError(f"empty CompressedImage (format {fmt!r})")
+        raise ImageDecodeError(f"empty CompressedImage (format {fmt!r})",
+                               kind="empty CompressedImage")
     image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ImageDecodeError(f"cannot decode CompressedImage with format {fmt!r} "
                                f"({buffer.size} bytes): not an image OpenCV can read (jpeg, png, "
-                               "tiff, webp, bmp, ...)")
+                               "tiff, webp, bmp, ...)",
+                               kind=f"undecodable CompressedImage format {fmt!r}")
     if image.dtype == np.uint16:  # 16-bit PNG/TIFF: keep the top 8 bits
         image = (image >> 8).astype(np.uint8)
     elif image.dtype != np.uint8:
         raise ImageDecodeError(f"CompressedImage (format {fmt!r}) decodes to {image.dtype} "
-                               f"pixels; only 8- and 16-bit unsigned images are supported")
+                               f"pixels; only 8- and 16-bit unsigned images are supported",
+                               kind=f"CompressedImage of {image.dtype} pixels")
     channels = 1 if image.ndim == 2 else image.shape[2]
     if channels == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
@@ -87,7 +101,8 @@ def compressed_image_to_bgr(fmt: str, data) -> np.ndarray:
         image = image[:, :, 0]
     elif channels not in (1, 3):
         raise ImageDecodeError(f"CompressedImage (format {fmt!r}) has {channels} channels; "
-                               "expected 1 (mono), 3 (BGR) or 4 (BGRA)")
+                               "expected 1 (mono), 3 (BGR) or 4 (BGRA)",
+                               kind=f"CompressedImage of {channels} channels")
     return image
 
 
@@ -100,7 +115,8 @@ def _cdr_string(raw, offset: int) -> tuple[str, int]:
     (length,) = _U32.unpack_from(raw, offset)
     offset += 4
     if length == 0 or offset + length > len(raw):
-        raise ImageDecodeError(f"serialized Image: bad string length {length} at {offset - 4}")
+        raise ImageDecodeError(f"serialized Image: bad string length {length} at {offset - 4}",
+                               kind="serialized Image: bad string length")
     return bytes(raw[offset:offset + length - 1]).decode("utf-8", "replace"), offset + length
 
 
@@ -118,7 +134,8 @@ def image_cdr_fields(raw) -> dict:
     view = memoryview(raw).cast("B")
     if len(view) < 32 or view[0] != 0 or view[1] != 1:
         raise ImageDecodeError("serialized Image: not a little-endian CDR message "
-                               f"({len(view)} bytes, header {bytes(view[:4]).hex()})")
+                               f"({len(view)} bytes, header {bytes(view[:4]).hex()})",
+                               kind="serialized Image: not little-endian CDR")
 
     def align(offset: int) -> int:  # CDR aligns relative to the end of the 4-byte header
         return 4 + ((offset - 4 + 3) & ~3)
@@ -133,11 +150,12 @@ def image_cdr_fields(raw) -> dict:
         (step,) = _U32.unpack_from(view, offset)
         (size,) = _U32.unpack_from(view, offset + 4)
     except struct.error as exc:
-        raise ImageDecodeError(f"serialized Image: truncated ({len(view)} bytes)") from exc
+        raise ImageDecodeError(f"serialized Image: truncated ({len(view)} bytes)",
+                               kind="serialized Image: truncated") from exc
     start = offset + 8
     if start + size > len(view):
         raise ImageDecodeError(f"serialized Image: data of {size} bytes at {start} overruns the "
-                               f"{len(view)}-byte message")
+                               f"{len(view)}-byte message", kind="serialized Image: data overrun")
     return {"sec": sec, "nanosec": nanosec, "frame_id": frame_id, "height": height,
             "width": width, "encoding": encoding, "is_bigendian": bool(is_bigendian),
             "step": step, "data": view[start:start + size]}

@@ -250,3 +250,139 @@ def test_model_the_node_cannot_drive_exits_with_clear_error(triton_server, start
                                "input_name": "no_such_input"})
     assert node.process.wait(60) == 2
     assert "has no image input named 'no_such_input'" in node.output()
+
+
+# -- decompression bombs (issue 18 item 5) ---------------------------------------------------------
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid RGB PNG of zeros, compressed row by row (never held decoded here): 16000x16000
+    is a 747 KB file that decodes to 768 MB."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    compressor, row = zlib.compressobj(9), b"\0" * (1 + 3 * width)
+    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+            + chunk(b"IEND", b""))
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set size (VmHWM in /proc/<pid>/status), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+def test_decompression_bombs_are_refused_before_decoding(triton_server, sample_bag, start_node,
+                                                         ros_node):
+    """A 747 KB PNG and a 3 MB JPEG that decode to 16000x16000 are bad_input (the reason
+    logged), the node's peak memory does not grow by a decoded image, the next frame is
+    published. Before max_image_pixels the node decoded them (RSS peak 1746 MB, issue 18)."""
+    import cv2
+    node, collector, publisher = start_and_connect(
+        start_node, ros_node, node_params(triton_server, subscribe_compressed=True,
+                                          diagnostics_period_s=0.5),
+        image_type=CompressedImage, image_topic="/cam/image_c")
+    assert f"-m {DETECT}" in " ".join(Path(f"/proc/{node.pid}/cmdline").read_text()
+                                       .split("\0")), "pid is not the node itself"
+    diag = {}
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diag.update(
+        {kv.key: kv.value for s in m.status if s.name == "triton_ros: /triton_detect"
+         for kv in s.values}), 20)
+    good = [msg for _, msg in bag_messages(sample_bag, COMPRESSED_TOPIC, 2, every=20)]
+    publisher.publish(good[0])
+    assert wait_until(lambda: stamp_to_ns(good[0].header.stamp) in collector.by_stamp, 60), \
+        node.output()
+    before = peak_rss_mb(node.pid)
+
+    bombs = [CompressedImage(format="png", data=png_bomb(16000, 16000)),
+             CompressedImage(format="jpeg", data=cv2.imencode(
+                 ".jpg", np.zeros((16000, 16000), np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 10])[1]
+                 .tobytes())]
+    for index, bomb in enumerate(bombs):
+        bomb.header.frame_id = f"bomb{index}"
+        bomb.header.stamp.sec = 1000 + index
+        publisher.publish(bomb)
+        time.sleep(0.5)
+    publisher.publish(good[1])
+    assert wait_until(lambda: stamp_to_ns(good[1].header.stamp) in collector.by_stamp, 90), \
+        node.output()[-3000:]
+    after = peak_rss_mb(node.pid)
+    assert after - before < 150, f"peak RSS {before:.0f} -> {after:.0f} MB: a bomb was decoded"
+    assert wait_until(lambda: diag.get("frames_dropped_bad_input") == "2", 30), diag
+    assert not {1000 * 10**9, 1001 * 10**9} & set(collector.by_stamp), "a bomb was published"
+    log = node.output()
+    assert "16000x16000" in log or "256000000 pixels" in log, log[-3000:]
+    assert "over max_image_pixels" in log and node.alive()
+
+
+# -- every distinct problem is logged (issue 18 item 6) --------------------------------------------
+
+
+def test_each_kind_of_bad_frame_is_logged_once_per_throttle_period(triton_server, sample_bag,
+                                                                   start_node, ros_node):
+    """13 different bad frames within ~2 s: each is logged (before, errors were throttled by
+    their first 20 characters and 5 of 13 were counted but never logged); the same 13 sent
+    again right after are counted but not logged again within the 2 s throttle period."""
+    import re
+    import struct
+    node, collector, publisher = start_and_connect(
+        start_node, ros_node, node_params(triton_server, subscribe_compressed=True,
+                                          diagnostics_period_s=0.5))
+    # start_and_connect remapped "image" only: the compressed subscription is /image/compressed
+    compressed = ros_node.create_publisher(CompressedImage, "/image/compressed", RELIABLE)
+    assert wait_matched(ros_node, [compressed], timeout_s=60), node.output()
+    diag = {}
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diag.update(
+        {kv.key: kv.value for s in m.status if s.name == "triton_ros: /triton_detect"
+         for kv in s.values}), 20)
+    import cv2
+    png_bytes = cv2.imencode(".png", np.zeros((4, 4), np.uint16))[1].tobytes()
+    float_tiff = cv2.imencode(".tiff", np.zeros((8, 8, 3), np.float32))[1].tobytes()
+    bad = [  # (message, the words its log line must carry)
+        (Image(encoding="nv24", height=2, width=2, step=6, data=b"\0" * 12), "'nv24'"),
+        (Image(encoding="bgr16", height=2, width=2, step=12, data=b"\0" * 24), "'bgr16'"),
+        (Image(encoding="64FC1", height=2, width=2, step=16, data=b"\0" * 32), "'64FC1'"),
+        (Image(encoding="", height=2, width=2, step=6, data=b"\0" * 12), "encoding ''"),
+        (Image(encoding="32FC1", height=2, width=2, step=8, data=b"\0" * 16), "'32FC1'"),
+        (Image(encoding="bgr8", height=10, width=10, step=30, data=b"\0" * 20), "data has 20"),
+        (Image(encoding="bgr8", height=2, width=4, step=6, data=b"\0" * 12), "step 6 <"),
+        (Image(encoding="bgr8", height=0, width=0, step=0, data=b""), "empty image"),
+        (Image(encoding="mono8", height=60000, width=60000, step=60000, data=b"\0"),
+         "over max_image_pixels"),
+        (Image(encoding="yuv422", height=2, width=3, step=6, data=b"\0" * 12), "error"),
+        (CompressedImage(format="16UC1; compressedDepth png",
+                         data=struct.pack("<iff", 0, 0.0, 0.0) + png_bytes), "compressedDepth"),
+        (CompressedImage(format="jpeg", data=b"\xff\xd8 not really a jpeg"), "cannot decode"),
+        (CompressedImage(format="tiff", data=float_tiff), "float32"),
+    ]
+    assert len(bad) == 13
+    for round_ in ("a", "b"):   # the second round: the same problems again at once
+        for index, (msg, _) in enumerate(bad):
+            msg.header.frame_id = f"{round_}{index}"
+            (compressed if isinstance(msg, CompressedImage) else publisher).publish(msg)
+    (raw, good), = bag_messages(sample_bag, IMAGE_TOPIC, 1)
+    publisher.publish(raw)
+    assert wait_until(lambda: stamp_to_ns(good.header.stamp) in collector.by_stamp, 60), \
+        node.output()[-3000:]
+    assert wait_until(lambda: diag.get("frames_dropped_bad_input") == "26", 30), diag
+    log = node.output()
+
+    def logged(frame_id):  # ROS log times (s) of the lines about this frame
+        return [float(m.group(1)) for m in re.finditer(
+            rf"\[ERROR\] \[([0-9.]+)\] \[triton_detect\]: bad frame from '{frame_id}'", log)]
+    for index, (_, words) in enumerate(bad):
+        first = logged(f"a{index}")
+        assert len(first) == 1, (index, words, log[-4000:])
+        line = next(ln for ln in log.splitlines() if f"bad frame from 'a{index}'" in ln)
+        assert words in line, (words, line)
+        # Repeats are throttled per kind: logged again only once 2 s have passed.
+        assert all(t - first[0] >= 2.0 for t in logged(f"b{index}")), (index, log[-4000:])
+    assert node.alive()
+

@@ -186,3 +186,57 @@ def test_debug_image_and_qos_mismatch_hint(triton_server, sample_bag, start_node
     assert (image.width, image.height, image.encoding) == (frame.width, frame.height, "bgr8")
     assert image.header.stamp == frame.header.stamp
     assert bytes(image.data) != bytes(frame.data)  # boxes were drawn
+
+
+def test_every_report_adds_up_mid_stream(triton_server, sample_bag, start_node, ros_node):
+    """received == published + dropped + pending in every /diagnostics report while frames
+    flow (issue 18 item 7: there was no pending, so the sum could only be checked at rest)."""
+    names = ["a", "b"]
+    node = start_node(DETECT, {"server_url": triton_server.grpc_url, "cameras": names,
+                               "max_delay_ms": 20.0, "queue_size": 6,
+                               "image_reliability": "reliable", "diagnostics_period_s": 0.1,
+                               "request_timeout_s": 30.0}, namespace="/acct")
+    results = PerCamera(ros_node, names, "/acct")
+    reports, lock = [], threading.Lock()
+
+    def on_diag(msg):
+        for status in msg.status:
+            if "/acct/triton_detect" in status.name:
+                with lock:
+                    reports.append({kv.key: kv.value for kv in status.values})
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 50)
+    pubs = {c: ros_node.create_publisher(Image, f"/acct/{c}/image", RELIABLE) for c in names}
+    node.wait_for_output("ready: 2 camera(s)", timeout_s=90)
+    endpoints = {"publishers": list(pubs.values()), "subscriptions": results.subscriptions}
+    assert wait_matched(ros_node, **endpoints, timeout_s=60), unmatched(ros_node, **endpoints)
+    frames = [m for _, m in bag_messages(sample_bag, IMAGE_TOPIC, 6, every=7)]
+    with lock:
+        reports.clear()
+    sent = 0
+    start = time.monotonic()
+    while time.monotonic() - start < 5.0:  # 2 x 30 fps: more than SSD keeps up with here
+        for camera in names:
+            pubs[camera].publish(restamped(frames[sent % len(frames)], camera, sent))
+        sent += 1
+        time.sleep(1 / 30)
+    with lock:
+        during = list(reports)
+    assert len(during) >= 10, f"only {len(during)} reports in 5 s"
+
+    def adds_up(values, prefix):  # a camera's keys appear with its first count
+        dropped = sum(int(v) for k, v in values.items()
+                      if k.startswith(prefix + "dropped_"))
+        count = {key: int(values.get(prefix + key, 0))
+                 for key in ("received", "published", "pending")}
+        return count["received"] == count["published"] + dropped + count["pending"]
+    for values in during:
+        assert adds_up(values, "frames_"), values
+        for camera in names:
+            assert adds_up(values, f"camera[{camera}]."), values
+    assert any(int(v["frames_pending"]) > 0 for v in during), "never caught a frame pending"
+    assert any(int(v["frames_published"]) > 0 for v in during)
+    # At rest: nothing pending, every frame sent counted.
+    assert wait_until(lambda: reports and reports[-1]["frames_pending"] == "0" and int(
+        reports[-1]["frames_received"]) == 2 * sent, 60), (sent, reports[-1:])
+    assert adds_up(reports[-1], "frames_")
+    assert node.alive()

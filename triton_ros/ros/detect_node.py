@@ -24,11 +24,11 @@ each array carries its source header (stamp, frame_id).
 """
 import collections
 import dataclasses
+import re
 import sys
 import threading
 import time
 
-import cv2
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
@@ -44,11 +44,15 @@ from triton_ros.client.pool import ServerPool
 from triton_ros.connection import Backoff, ModelConnection
 from triton_ros.decoders import YOLO_BOX_FORMATS, YOLO_VERSIONS, TfodOutputs, YoloOutputs
 from triton_ros.detector import DECODERS, Detector, DetectorConfig
+from triton_ros.drawing import draw_detections
+from triton_ros.detections import ItemError
+from triton_ros.frame_intake import DEFAULT_MAX_IMAGE_PIXELS, ENCODE_FORMATS, FrameIntake
+from triton_ros.model_parameters import merge_model_parameters
 from triton_ros.model_spec import ModelSpecError
 from triton_ros.preprocess import COLOR_ORDERS, RESIZE_MODES, SCALING_MODES
 from triton_ros.ros.connection_params import CONNECTION_PARAMETERS, client_from_params
-from triton_ros.ros.messages import (SerializedImage, detections_to_msg, image_msg_to_bgr,
-                                     stamp_to_ns)
+from triton_ros.ros.messages import (SerializedImage, bgr_to_image_msg, detections_to_msg,
+                                     payload_of, stamp_to_ns)
 from triton_ros.ros.diagnostics import (latency_values, make_status, publish_status,
                                         server_change_reporter)
 from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
@@ -104,6 +108,19 @@ PARAMETERS = [
               "camera names, 'name' (Image) or 'name:compressed'; unset = one unnamed camera"),
     ParamSpec("subscribe_compressed", False,
               "also subscribe <camera>/image/compressed for Image cameras"),
+    ParamSpec("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS,
+              "largest width x height accepted, checked from the header before decoding "
+              "(larger: dropped as bad_input); default 7680x4320 (8K)",
+              min_value=1, max_value=2**31 - 1),
+    ParamSpec("input_kind", "",
+              "what the model takes: tensor (pre-processed on the robot) or encoded_image (JPEG/"
+              "PNG files, decoded on the server); empty = as the model says",
+              choices=("", "tensor", "encoded_image")),
+    ParamSpec("encode_format", "jpeg",
+              "encoded-image models: how raw Images are encoded on the robot (png = lossless); "
+              "CompressedImage data are sent as received", choices=ENCODE_FORMATS),
+    ParamSpec("jpeg_quality", 90, "encoded-image models: JPEG quality for raw Images",
+              min_value=1, max_value=100),
     ParamSpec("max_batch_size", 0, "frames per request; 0 = the model's max_batch_size",
               min_value=0, max_value=1024),
     ParamSpec("max_delay_ms", 5.0, "longest a frame waits for a fuller batch, milliseconds",
@@ -130,6 +147,15 @@ PARAMETERS = [
     ParamSpec("autostart", True, "configure and activate at start, waiting for the server in the "
               "background (else wait for lifecycle transitions)"),
 ]
+
+# What a model's triton_ros.* config parameters may set: how to drive that model (inputs,
+# decoding, labels), not the node's topics, queues or connection.
+MODEL_SETTABLE = frozenset({
+    "input_kind", "decoder", "tfod_box_format", "tfod_normalized_boxes", "tfod_class_offset",
+    "yolo_output", "yolo_version", "yolo_box_format", "yolo_normalized_boxes",
+    "yolo_class_agnostic_nms", "yolo_iou_threshold", "input_name", "input_width",
+    "input_height", "input_layout", "color_order", "resize", "pad_value", "scaling", "mean",
+    "std", "labels_file", "score_threshold", "max_detections", "class_filter"})
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                       history=HistoryPolicy.KEEP_LAST)
@@ -158,12 +184,25 @@ def parse_cameras(entries: list[str]) -> list[tuple[str, bool]]:
     return cameras
 
 
+def reason_kind(problem) -> str:
+    """The kind of problem a refused frame had, what its log is throttled by: the same for every
+    frame with that problem, different for different problems. ImageDecodeError carries it
+    (e.g. "unsupported encoding 'nv24'"); otherwise the type and message (an ItemError: the
+    server's reason) with numbers masked ("... (12 bytes)" and "... (13 bytes)" are one kind)."""
+    kind = getattr(problem, "kind", "")
+    if isinstance(kind, str) and kind:
+        return kind
+    text = problem.reason if isinstance(problem, ItemError) else str(problem)
+    return f"{type(problem).__name__}: {re.sub(r'[0-9]+', '#', text)[:120]}"
+
+
 class Camera:
     """One camera's topics and counters."""
 
     def __init__(self, name: str):
         self.name = name
         self.counters = collections.Counter()
+        self.settled = 0   # frames handed out by the batcher and counted since (see pending)
         self.publisher = None
         self.debug_publisher = None
 
@@ -195,6 +234,14 @@ class DetectNode(LifecycleNode):
             on_change=self._on_connection_change,
             fatal=(ModelSpecError, ValueError, FileNotFoundError))
         self.detector: Detector | None = None
+        self.intake = FrameIntake(max_image_pixels=p["max_image_pixels"],
+                                  encode_format=p["encode_format"],
+                                  jpeg_quality=p["jpeg_quality"])
+        # Parameters given explicitly (command line, params file, launch) win over a model's
+        # triton_ros.* parameters. No public rclpy API lists them; _parameter_overrides is what
+        # declare_parameter itself reads.
+        self._explicit = set(getattr(self, "_parameter_overrides", {}))
+        self.request_bytes = collections.deque(maxlen=100)  # (sent, received, frames)
 
         self._camera_specs = camera_specs
         self.cameras = {name: Camera(name) for name, _ in camera_specs}
@@ -366,14 +413,41 @@ class DetectNode(LifecycleNode):
             scaling=p["scaling"], mean=tuple(p["mean"]), std=tuple(p["std"]))
 
     def _connect(self) -> Detector:
-        """Check readiness, discover the model, build the Detector (raises when not possible)."""
+        """Check readiness, discover the model, take the model's triton_ros.* parameters where
+        none was given explicitly, build the Detector (raises when not possible)."""
         self.client.check_ready()  # raises with the reason (refused, TLS, missing model, ...)
-        detector = Detector(self.client, self.detector_config)
-        image = detector.preprocess.cfg
-        self.get_logger().info(
-            f"model {detector.spec.name!r}: input {detector.input_name!r} {image.layout} "
-            f"{image.width}x{image.height} {image.dtype}, max_batch_size "
-            f"{detector.spec.max_batch_size}, {len(detector.labels)} labels")
+        spec = self.client.model_spec()
+        values, taken = merge_model_parameters(self.params, self._explicit, spec.parameters,
+                                               spec.name)
+        not_settable = sorted(set(taken) - MODEL_SETTABLE)
+        if not_settable:
+            raise ModelSpecError(f"model {spec.name!r}: config parameters "
+                                 f"{['triton_ros.' + n for n in not_settable]} set node "
+                                 "parameters a model may not set (only how to drive the model: "
+                                 f"{sorted(MODEL_SETTABLE)})")
+        config = self._detector_config(values)
+        detector = Detector(self.client, config, spec)
+        kind = "encoded_image" if detector.encoded_input else "tensor"
+        if values["input_kind"] and values["input_kind"] != kind:
+            raise ModelSpecError(f"input_kind {values['input_kind']!r}, but model {spec.name!r} "
+                                 f"takes {kind} input")
+        if taken:
+            self.get_logger().info(
+                f"model {spec.name!r} configures: "
+                + ", ".join(f"{name}={value!r}" for name, value in sorted(taken.items()))
+                + " (its triton_ros.* parameters; explicit parameters override them)")
+        if detector.encoded_input:
+            self.get_logger().info(
+                f"model {spec.name!r}: encoded-image input {detector.input_name!r} (JPEG/PNG "
+                f"decoded on the server; raw Images sent as {self.intake.encode_format}), "
+                f"max_batch_size {spec.max_batch_size}, {len(detector.labels)} labels")
+        else:
+            image = detector.preprocess.cfg
+            self.get_logger().info(
+                f"model {spec.name!r}: input {detector.input_name!r} {image.layout} "
+                f"{image.width}x{image.height} {image.dtype}, max_batch_size "
+                f"{spec.max_batch_size}, {len(detector.labels)} labels")
+        self.detector_config = config
         self.detector = detector
         if hasattr(self, "batcher"):
             self.batcher.set_max_batch(self._max_batch())
@@ -407,6 +481,7 @@ class DetectNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=problem)
             changes[param.name] = param.value
         if changes:
+            self.params.update(changes)  # a reconnect rebuilds the detector from these
             self.detector_config = dataclasses.replace(self.detector_config, **changes)
             if self.detector is not None:
                 self.detector.cfg = dataclasses.replace(self.detector.cfg, **changes)
@@ -436,23 +511,29 @@ class DetectNode(LifecycleNode):
 
     # -- data path --
 
-    def _drop(self, camera: Camera, reason: str, count: int = 1) -> None:
+    def _settle(self, pending, counter: str) -> None:
+        """Count a frame the batcher handed out as ``counter`` (published, dropped_<reason>)."""
+        camera = self.cameras[pending.camera]
         with self._lock:
-            camera.counters[f"dropped_{reason}"] += count
+            camera.counters[counter] += 1
+            camera.settled += 1
+            pending.settled = True
 
     def _on_image(self, camera: Camera, msg) -> None:
-        with self._lock:
-            camera.counters["received"] += 1
         if isinstance(msg, bytes):  # a serialized Image
             try:
                 msg = SerializedImage(msg)
             except ValueError as exc:
-                self._drop(camera, "bad_input")
-                self._report_error(f"bad frame (camera {camera.name or '(default)'}): {exc}",
-                                   kind="bad_input_cdr")
+                with self._lock:
+                    camera.counters["received"] += 1
+                    camera.counters["dropped_bad_input"] += 1
+                self._bad_input(camera, "", exc)
                 return
-        # A frame this displaces is counted by the batcher as "stale".
-        self.batcher.put(camera.name, stamp_to_ns(msg.header.stamp), (time.monotonic(), msg))
+        # Counted and queued in one step, so received == published + dropped + pending holds at
+        # every moment. A frame this displaces is counted by the batcher as "stale".
+        with self._lock:
+            camera.counters["received"] += 1
+            self.batcher.put(camera.name, stamp_to_ns(msg.header.stamp), (time.monotonic(), msg))
 
     def _work(self) -> None:
         while self._running:
@@ -463,7 +544,8 @@ class DetectNode(LifecycleNode):
                 self._process(batch)
             except Exception as exc:  # never let one batch stop the worker; count it instead
                 for pending in batch:
-                    self._drop(self.cameras[pending.camera], "internal_error")
+                    if not pending.settled:
+                        self._settle(pending, "dropped_internal_error")
                 self._report_error(f"unexpected error on a batch of {len(batch)}: "
                                    f"{type(exc).__name__}: {exc}", kind="internal")
 
@@ -475,32 +557,36 @@ class DetectNode(LifecycleNode):
             self._report_error(f"model cannot be used: {exc}", kind="model")
         if detector is None:
             for pending in batch:
-                self._drop(self.cameras[pending.camera], "server_unavailable")
+                self._settle(pending, "dropped_server_unavailable")
             return
-        frames, prepared, items = [], [], []
+        encoded = detector.encoded_input
+        inputs, items = [], []   # per frame: a tensor (prepared) or one encoded image file
         for pending in batch:
             received_at, msg = pending.item
-            camera = self.cameras[pending.camera]
+            payload = payload_of(msg)
             try:  # a frame that cannot be converted or pre-processed fails alone, whatever why
-                frame = image_msg_to_bgr(msg)
-                prepared.append(detector.preprocess(frame))
-                frames.append(frame)
-                items.append((camera, received_at, msg))
+                if encoded:
+                    inputs.append(self.intake.to_encoded(payload))
+                    frame = None
+                else:
+                    frame = self.intake.to_bgr(payload)
+                    inputs.append(detector.preprocess(frame))
+                items.append((pending, received_at, msg, payload, frame))
             except Exception as exc:
-                self._drop(camera, "bad_input")
-                self._report_error(f"bad frame from {msg.header.frame_id!r} (camera "
-                                   f"{camera.name or '(default)'}): {type(exc).__name__}: {exc}",
-                                   kind="bad_input" + type(exc).__name__ + str(exc)[:20])
-        if not frames:
+                self._settle(pending, "dropped_bad_input")
+                self._bad_input(self.cameras[pending.camera], msg.header.frame_id, exc)
+        if not items:
             return
         stale_before = self.batcher.drop_snapshot("stale")
         try:
-            results = detector.detect_prepared(prepared)
+            results = (detector.detect_encoded(inputs) if encoded
+                       else detector.detect_prepared(inputs))
         except (TritonError, ValueError, IndexError, KeyError) as exc:
             unavailable = isinstance(exc, TritonError) and exc.kind in UNAVAILABLE_KINDS
-            for camera, _, _ in items:
-                self._drop(camera, "server_unavailable" if unavailable else "inference_failed")
-            self._report_error(f"inference failed for {len(frames)} frame(s): {exc}",
+            for pending, *_ in items:
+                self._settle(pending, "dropped_server_unavailable" if unavailable
+                             else "dropped_inference_failed")
+            self._report_error(f"inference failed for {len(items)} frame(s): {exc}",
                                kind="inference")
             if unavailable:
                 # Frames displaced while this request waited were lost to the outage too.
@@ -510,31 +596,38 @@ class DetectNode(LifecycleNode):
         now = time.monotonic()
         with self._lock:
             self.requests += 1
-            self.frames_inferred += len(frames)
-        for (camera, received_at, msg), dets, frame in zip(items, results, frames):
+            self.frames_inferred += len(items)
+            if len(items) <= detector.max_batch:  # one request: its byte counts are the batch's
+                self.request_bytes.append((*detector.last_request_bytes, len(items)))
+        for (pending, received_at, msg, payload, frame), dets in zip(items, results):
+            camera = self.cameras[pending.camera]
+            if isinstance(dets, ItemError):  # the server could not use this one image
+                self._settle(pending, "dropped_bad_input")
+                self._bad_input(camera, msg.header.frame_id, dets)
+                continue
             publisher = camera.publisher
             if publisher is None:  # deactivated while this batch was in flight
-                self._drop(camera, "inactive")
+                self._settle(pending, "dropped_inactive")
                 continue
             publisher.publish(detections_to_msg(dets, msg.header))
+            self._settle(pending, "published")
             with self._lock:
-                camera.counters["published"] += 1
                 self.latencies_ms.append((now - received_at) * 1000.0)
             if camera.debug_publisher is not None and \
                     camera.debug_publisher.get_subscription_count() > 0:
-                camera.debug_publisher.publish(self._debug_image(frame, dets, msg.header))
+                if frame is None:  # encoded path: decoded here only for a debug viewer
+                    frame = self.intake.to_bgr(payload)
+                camera.debug_publisher.publish(
+                    bgr_to_image_msg(draw_detections(frame, dets), msg.header))
 
-    @staticmethod
-    def _debug_image(frame, dets, header) -> Image:
-        canvas = frame.copy() if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-        for (x1, y1, x2, y2), score, label in zip(dets.boxes, dets.scores, dets.labels):
-            p1, p2 = (int(x1), int(y1)), (int(x2), int(y2))
-            cv2.rectangle(canvas, p1, p2, (0, 200, 0), 2)
-            cv2.putText(canvas, f"{label} {score:.2f}", (p1[0], max(12, p1[1] - 4)),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 200, 0), 1, cv2.LINE_AA)
-        h, w = canvas.shape[:2]
-        return Image(header=header, height=h, width=w, encoding="bgr8", is_bigendian=0,
-                     step=w * 3, data=canvas.tobytes())
+    def _bad_input(self, camera: Camera, frame_id: str, problem) -> None:
+        """Log a refused frame (an exception, or the server's ItemError), throttled per camera
+        and kind of problem (see reason_kind)."""
+        text = (f"the server could not use it: {problem.reason}" if isinstance(problem, ItemError)
+                else f"{type(problem).__name__}: {problem}")
+        self._report_error(
+            f"bad frame from {frame_id!r} (camera {camera.name or '(default)'}): {text}",
+            kind=f"bad_input/{camera.name}/{reason_kind(problem)}")
 
     # -- reporting --
 
@@ -550,11 +643,16 @@ class DetectNode(LifecycleNode):
             self.get_logger().error(text)
 
     def camera_counters(self, camera: Camera) -> collections.Counter:
-        """received, published, dropped_<reason> of one camera (incl. the batcher's drops)."""
-        with self._lock:
+        """received, published, dropped_<reason> (incl. the batcher's drops) and pending (in
+        the batcher's slot or in a request) of one camera, read at one moment:
+        received == published + sum(dropped_*) + pending."""
+        with self._lock:  # _on_image counts and queues under this lock: nothing in between
             counters = collections.Counter(camera.counters)
-        for reason, count in self.batcher.dropped_counts(camera.name).items():
+            in_slot, taken, dropped = self.batcher.camera_state(camera.name)
+            in_flight = taken - camera.settled
+        for reason, count in dropped.items():
             counters[f"dropped_{reason}"] += count
+        counters["pending"] = in_slot + in_flight
         return counters
 
     def totals(self) -> collections.Counter:
@@ -577,7 +675,7 @@ class DetectNode(LifecycleNode):
             level = DiagnosticStatus.ERROR
             message = f"Triton {self.connection.state}: {self.connection.last_error}"
         values = {f"frames_{k}": str(v) for k, v in sorted(totals.items())}
-        for key in ("received", "published", "dropped_stale", "dropped_unsynced",
+        for key in ("received", "published", "pending", "dropped_stale", "dropped_unsynced",
                     "dropped_server_unavailable", "dropped_bad_input",
                     "dropped_inference_failed", "dropped_dds_lost", "dropped_internal_error"):
             values.setdefault(f"frames_{key}", "0")
@@ -599,6 +697,15 @@ class DetectNode(LifecycleNode):
             "last_error_age_s": (f"{time.monotonic() - self._last_error_at:.1f}"
                                  if self.last_error else "")})
         values.update(latency_values(latencies))
+        with self._lock:
+            recent = list(self.request_bytes)
+        frames = sum(n for _, _, n in recent)
+        if frames:  # payload bytes per frame (tensors or image files, up and down), recent mean
+            values["bytes_sent_per_frame"] = str(round(sum(s for s, _, _ in recent) / frames))
+            values["bytes_received_per_frame"] = str(round(sum(r for _, r, _ in recent) / frames))
+        if self.detector is not None:
+            values["input_kind"] = ("encoded_image" if self.detector.encoded_input
+                                    else "tensor")
         if isinstance(self.client, ServerPool):
             values.update(self.client.diagnostic_values())
         return make_status(self, level, message, values, self.client.url)
@@ -613,12 +720,10 @@ class DetectNode(LifecycleNode):
         self.batcher.close()
         for worker in self._workers:
             worker.join(timeout=5.0)
-        left = self.batcher.pending()
         totals = self.totals()
         totals.update({k: 0 for k in ("received", "published") if k not in totals})
         fields = [f"{k}={v}" for k, v in sorted(totals.items())]
-        fields += [f"requests={self.requests}", f"frames_inferred={self.frames_inferred}",
-                   f"left_pending={left}"]
+        fields += [f"requests={self.requests}", f"frames_inferred={self.frames_inferred}"]
         # stderr, not the logger: at Ctrl-C the ROS context (and /rosout) is already shut down.
         print(f"[triton_detect] final counters: {', '.join(fields)}", file=sys.stderr,
               flush=True)

@@ -1,10 +1,12 @@
 """Conversions between ROS messages and the core's arrays/detections."""
 from builtin_interfaces.msg import Time
+from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from vision_msgs.msg import (BoundingBox2D, Detection2D, Detection2DArray, ObjectHypothesis,
                              ObjectHypothesisWithPose, Point2D, Pose2D)
 
 from triton_ros.detections import Detections
+from triton_ros.frame_intake import CompressedPayload, RawPayload
 from triton_ros.image_conversion import (compressed_image_to_bgr, image_cdr_fields,
                                         raw_image_to_bgr)
 
@@ -29,6 +31,26 @@ class SerializedImage:
         self.header = Header(frame_id=self.fields["frame_id"])
         self.header.stamp.sec, self.header.stamp.nanosec = (self.fields["sec"],
                                                             self.fields["nanosec"])
+
+
+def payload_of(msg) -> RawPayload | CompressedPayload:
+    """The plain payload of a SerializedImage, sensor_msgs/Image or CompressedImage (no copy of
+    the pixels) for :class:`triton_ros.frame_intake.FrameIntake`."""
+    if isinstance(msg, SerializedImage):
+        f = msg.fields
+        return RawPayload(f["encoding"], f["height"], f["width"], f["step"], f["data"],
+                          f["is_bigendian"])
+    if hasattr(msg, "format"):  # CompressedImage
+        return CompressedPayload(msg.format, msg.data)
+    return RawPayload(msg.encoding, msg.height, msg.width, msg.step, msg.data,
+                      bool(msg.is_bigendian))
+
+
+def bgr_to_image_msg(frame, header) -> Image:
+    """A bgr8 sensor_msgs/Image of a uint8 BGR [H, W, 3] array (``header`` shared)."""
+    h, w = frame.shape[:2]
+    return Image(header=header, height=h, width=w, encoding="bgr8", is_bigendian=0,
+                 step=w * 3, data=frame.tobytes())
 
 
 def image_msg_to_bgr(msg):
