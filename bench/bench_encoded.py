@@ -171,7 +171,8 @@ def node_lockstep(ctx, relays, rate, server, model, source, raws, duration_s, ta
     from bench_bridge import NodeUnderTest, node_params
     params = node_params(server, model, ["cam0" + (":compressed" if source == "compressed"
                                                    else "")], in_flight=1, batch=1, queue=1)
-    params.update(server_url=relays.urls[rate], shared_memory="off", request_timeout_s=60.0)
+    params.update(server_url=relays.urls[rate], shared_memory="'off'",  # YAML: a string
+                  request_timeout_s=60.0)
     with NodeUnderTest(ctx, tag, params, 1, compressed=source == "compressed") as nut:
         h.feed_window(nut.probe, [raws], 1, 2.0, stop_after_s=30.0)  # warm-up
         relays.reset(rate)
