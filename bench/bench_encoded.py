@@ -248,7 +248,12 @@ def main(argv=None):
     parser.add_argument("--out", default=str(RESULTS / "encoded"))
     parser.add_argument("--client", choices=("direct", "node"), default="direct")
     parser.add_argument("--node-s", type=float, default=8.0, help="node mode: unshaped window")
+    parser.add_argument("--tables-from", default="", help="only rewrite the tables of a JSON")
     args = parser.parse_args(argv)
+    if args.tables_from:
+        import json
+        write_tables(json.loads(Path(args.tables_from).read_text()), args.out)
+        return
     report = {"machine_start": machine(), "cases": []}
     models = [m for kind in args.models.split(",") for m in MODELS[kind]]
     server = start_server(models, LOGS / "tritonserver.log")
@@ -305,6 +310,22 @@ def link_fps(case, mbit) -> float:
     return mbit * 1e6 / 8 / ((case["up_kib"] + case["down_kib"]) * 1024)
 
 
+def sizing_table(report, camera_fps: float = 15.0, link_mbit: float = 100.0) -> str:
+    """Cameras at ``camera_fps`` that one link and one server (this machine's cores) carry."""
+    cores = report["machine_start"]["cpus"]
+    rows = []
+    for case in report["cases"]:
+        link = link_fps(case, link_mbit) / camera_fps
+        server = cores * 1000.0 / case["server_cpu_ms"] / camera_fps
+        rows.append([case["model"], case["resolution"], case["input"], case["path"],
+                     fmt(case["up_kib"] + case["down_kib"]), fmt(link), fmt(server),
+                     fmt(min(link, server))])
+    return (f"Cameras at {camera_fps:g} frames/s per {link_mbit:g} Mbit/s link (up + down "
+            f"sharing it) and per server ({cores} CPU cores, from the server CPU per frame):\n\n"
+            + markdown_table(["model", "frames", "input", "path", "KiB/frame", "cameras per link",
+                              "cameras per server", "cameras (both)"], rows))
+
+
 def write_tables(report, out):
     rows = []
     cases = report["cases"]
@@ -328,7 +349,7 @@ def write_tables(report, out):
     client = report["cases"][0].get("client", "direct")
     text = (f"Client: {client}. Machine: {report['machine_start']}; load at end "
             f"{report['machine_end']['load_avg']}"
-            f"\nFrames: {report.get('frames')}\n\n{table}\n")
+            f"\nFrames: {report.get('frames')}\n\n{table}\n\n{sizing_table(report)}\n")
     print(text)
     Path(out + ".md").write_text(text)
     write_json(Path(out + ".json"), report)
