@@ -338,7 +338,7 @@ def write_tables(report, out):
                      fmt(ratio(tensor["up_kib"] + tensor["down_kib"], total)) + "x",
                      fmt(case["client_cpu_ms"]), fmt(case["p50_ms"]), fmt(case["p99_ms"]),
                      fmt(case["server_cpu_ms"]),
-                     " / ".join(fmt(v) for v in case["steps_ms"].values()),
+                     " / ".join(fmt(v) for v in case.get("steps_ms", {}).values()) or "-",
                      fmt(link_fps(case, 100)), fmt(case["fps"]),
                      fmt(case["fps_100mbit"]), fmt(case["fps_20mbit"])])
     table = markdown_table(
