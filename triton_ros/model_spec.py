@@ -3,8 +3,9 @@
 :func:`model_spec_from_server` turns the JSON of ``get_model_metadata`` and ``get_model_config``
 (gRPC ``as_json=True`` or HTTP, which differ in nesting and number types) into a
 :class:`ModelSpec`, including the config's ``parameters`` (string values; keys starting with
-``triton_ros.`` configure a node, see :mod:`triton_ros.model_parameters`). Layout inference follows Triton's ``image_client.py``: the config's
-``format`` wins, otherwise a 3-dim image input with 1 or 3 channels first is NCHW and last is NHWC.
+``triton_ros.`` configure a node, see :mod:`triton_ros.model_parameters`). Layout inference
+follows Triton's ``image_client.py``: the config's ``format`` wins, otherwise a 3-dim image
+input with 1 or 3 channels first is NCHW and last is NHWC.
 """
 from dataclasses import dataclass, field
 

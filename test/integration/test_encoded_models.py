@@ -7,6 +7,7 @@ network (the oracles of test_detect_node / test_yolo_model). On the sample bag's
 ``/camera/image_raw/compressed`` JPEG frames (768x576, pedestrians).
 """
 import struct
+from pathlib import Path
 import zlib
 
 import cv2
@@ -198,3 +199,34 @@ def test_decompression_bomb_is_refused_by_the_header_check(triton_server, jpegs)
     assert after - before < 100_000, (before, after)
     assert isinstance(got[0], Detections) and len(got[0]) > 0
     assert got[1] == ItemError("image 16000x16000 is over max_image_pixels 33177600")
+
+
+STEP_SERVER = r"""
+import sys
+import cv2, numpy as np
+from triton_ros.client.client import TritonClient
+from triton_ros.tools.local_server import LocalTritonServer
+with LocalTritonServer(models=["ssd_mobilenet_v2_coco_encoded_pre"], log_path=sys.argv[1]) as s:
+    s.wait_ready(120)
+    client = TritonClient(s.grpc_url, "ssd_mobilenet_v2_coco_encoded_pre", timeout_s=60)
+    batch = np.empty((1, 1), np.object_)
+    batch[0, 0] = cv2.imencode(".png", np.zeros((20, 30, 3), np.uint8))[1].tobytes()
+    out = client.infer({"encoded_image": batch}, ["transform", "status"])
+    print("transform", out["transform"][0].tolist(), "status", out["status"][0, 0])
+"""
+
+
+def test_step_models_import_triton_ros_from_any_working_directory(tmp_path):
+    """The python-backend stub does not read PYTHONPATH itself; the step model.py honours it
+    (local_server sets it). Started from a directory without triton_ros in it (failed before:
+    the tests' own server found the package only because it ran in the checkout)."""
+    import os
+    import subprocess
+    import sys
+    repo = Path(__file__).resolve().parents[2]
+    log = tmp_path / "server.log"
+    done = subprocess.run([sys.executable, "-c", STEP_SERVER, str(log)], cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=str(repo)), capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, (done.stderr[-2000:], log.read_text()[-2000:])
+    assert "transform [10.0, 15.0, 0.0, 0.0, 30.0, 20.0] status b''" in done.stdout

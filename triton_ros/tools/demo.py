@@ -17,33 +17,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from triton_ros.resources import config_path, share_dir
+from triton_ros.resources import share_dir
 from triton_ros.tools.local_env import apply_localhost_ros_env
 from triton_ros.tools.node_process import NodeProcess
 
 IMAGE_TOPIC = "/camera/image_raw"
 INFO_TOPIC = "/camera/camera_info"
 DETECTIONS_TOPIC = "/camera/detections"
-
-# Node parameters each model of config/model_repository needs beyond the node's defaults
-# (SSD: TF-OD outputs, stretch, raw 0..255). ``-p`` arguments override them.
-MODEL_PARAMS = {
-    "ssd_mobilenet_v2_coco": {},
-    "ssd_mobilenet_v2_coco_fp32_nchw": {"scaling": "INCEPTION"},
-    "ssd_mobilenet_v2_coco_yolo_head": {"decoder": "yolo", "yolo_iou_threshold": 0.6},
-    # Raw v5-style heads (objectness), letterboxed FP32 input in 0..1, COCO-80 labels.
-    "yolov4_tiny_coco": {"decoder": "yolo", "yolo_version": "v5", "resize": "letterbox",
-                         "scaling": "UNIT", "labels_file": "coco80.txt"},
-}
-
-
-def model_params(model_name: str) -> dict:
-    """The node parameters ``model_name`` needs (labels files resolved under config/labels)."""
-    params = dict(MODEL_PARAMS.get(model_name, {}))
-    if params.get("labels_file"):
-        params["labels_file"] = str(config_path("labels", params["labels_file"]))
-    return params
-
 
 def parse_args(argv):
     root = share_dir()
@@ -57,8 +37,9 @@ def parse_args(argv):
                         help="use this Triton server instead of starting a local one")
     parser.add_argument("--model", "--model-name", dest="model_name",
                         default="ssd_mobilenet_v2_coco",
-                        help="model to run; the node parameters it needs are set for the "
-                             f"repository's models ({', '.join(MODEL_PARAMS)})")
+                        help="model to run; the node configures itself from the model's "
+                             "triton_ros.* config parameters (e.g. yolov4_tiny_coco, "
+                             "yolov4_tiny_coco_encoded)")
     parser.add_argument("--snapshot-every", type=int, default=50)
     parser.add_argument("-p", "--node-param", action="append", default=[], metavar="NAME:=VALUE",
                         help="extra detect node parameter (repeatable)")
@@ -207,8 +188,7 @@ def run(args) -> int:
         node = NodeProcess(
             "triton_ros.ros.detect_node",
             {"server_url": url, "protocol": args.protocol, "model_name": args.model_name,
-             "use_sim_time": True, "queue_size": args.queue_size,
-             **model_params(args.model_name)},
+             "use_sim_time": True, "queue_size": args.queue_size},
             remaps={"image": IMAGE_TOPIC, "detections": DETECTIONS_TOPIC},
             log_path=args.out / "detect_node.log",
             extra_args=[arg for param in args.node_param for arg in ("-p", param)])

@@ -173,7 +173,8 @@ class LocalTritonServer:
             (backend / "triton_python_backend_stub").symlink_to(
                 triton / "python_backend_stubs" / version / "triton_python_backend_stub")
             # The ensembles' step models import triton_ros (numpy/OpenCV only): expose this
-            # package alone, not the client's site-packages (numpy 2) around it.
+            # package alone, not the client's site-packages (numpy 2) around it. Their model.py
+            # puts PYTHONPATH on sys.path (the stub does not read it).
             (self._workdir / "pythonpath").mkdir()
             (self._workdir / "pythonpath" / "triton_ros").symlink_to(
                 Path(triton_ros.__file__).resolve().parent)

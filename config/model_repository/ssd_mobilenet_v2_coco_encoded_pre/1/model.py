@@ -6,6 +6,15 @@ code is triton_ros's own (triton_ros/ensemble_steps.py, the same pre-processing 
 the client), so the server's Python must import the ``triton_ros`` package: tools/local_server.py
 puts it on the stub's PYTHONPATH; elsewhere see docs/encoded_path.md ("Deploying").
 """
+import os
+import sys
+
+# The python-backend stub's embedded interpreter does not read PYTHONPATH itself (seen with
+# tritonserver 2.51: the variable is in the stub's environment, not on sys.path): honour it here.
+for _entry in reversed(os.environ.get("PYTHONPATH", "").split(os.pathsep)):
+    if _entry and _entry not in sys.path:
+        sys.path.insert(0, _entry)
+
 try:
     from triton_ros.python_backend import StepModel
 except ImportError as exc:
