@@ -219,7 +219,8 @@ def test_a_list_never_sticks_to_a_dead_server_and_counts_a_hang_as_an_outage(
             returned = time.monotonic()   # the first server back is ready
             back[1].start(timeout_s=180)
             assert wait_until(lambda: probe.arrived_after(returned), 30), \
-                (f"round {stay_dead}: no detection after {back[0].grpc_url} returned", probe.diagnostics, node.output()[-3000:])
+                (f"round {stay_dead}: no detection after {back[0].grpc_url} returned",
+                 probe.diagnostics, node.output()[-3000:])
             first = probe.arrived_after(returned)[0] - returned
             report.append(f"round {stay_dead}: all down in diagnostics {down_in:.2f} s after "
                           f"the kill; first detection {first:.2f} s after the servers' return")
