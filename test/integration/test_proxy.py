@@ -380,3 +380,79 @@ def test_server_killed_detection_continues_and_its_sequences_restart(fleet):
           f"{first_ok * 1000:.0f} ms after, "
           f"{len(failed)} detection request(s) failed, {len(on_victim)}/{len(ids)} sequences "
           f"restarted (last at {max(restarted_at.values()) * 1000:.0f} ms)")
+
+
+# -- (d) a server hangs -------------------------------------------------------------------------
+
+HANG_S = 8.0
+
+
+def stopped(pid: int) -> bool:
+    """Whether the process is stopped (SIGSTOP): state T in /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+@BOTH
+def test_a_hung_server_costs_one_upstream_timeout_then_the_other_serves(fleet):
+    """Issue 18 (4): one server frozen (SIGSTOP) for 8 s behind the proxy, stateless detection
+    running: the proxy gives up on it after ``upstream_timeout_s`` and retries on the other
+    server, which then serves alone (was: no detection for the whole hang, the shipped configs
+    waited 1 h); resumed, the frozen server is used again."""
+    import os
+    import signal
+    proxy, servers, _ = fleet
+    victim, survivor = servers
+    from triton_ros.detector import Detector, DetectorConfig
+    from triton_ros.triton_client import TritonClient
+    # a request timeout longer than the hang: what bounds the gap must be the proxy
+    through = Detector(TritonClient(proxy.grpc_url, SSD, shared_memory="off", timeout_s=10.0),
+                       DetectorConfig(score_threshold=0.3))
+    frame = video_frames([60])[0]
+    results, stop = [], threading.Event()
+
+    def detect_loop():
+        while not stop.is_set():
+            try:
+                through.detect([frame])
+                results.append((time.monotonic(), True))
+            except Exception:  # noqa: BLE001 - counted below
+                results.append((time.monotonic(), False))
+
+    worker = threading.Thread(target=detect_loop, daemon=True)
+    try:
+        worker.start()
+        assert wait_until(lambda: sum(ok for _, ok in results) >= 6, 60), results
+        served_before = success_count(victim)
+        assert served_before > 0, "the victim served nothing before the hang"
+        os.kill(victim.process.pid, signal.SIGSTOP)
+        hung_at = time.monotonic()
+        try:
+            assert wait_until(lambda: stopped(victim.process.pid), 5)
+            survivor_before = success_count(survivor)
+            time.sleep(HANG_S)
+            assert stopped(victim.process.pid)
+            survivor_served = success_count(survivor) - survivor_before
+        finally:
+            os.kill(victim.process.pid, signal.SIGCONT)
+        resumed_at = time.monotonic()
+        # used again: more than the request that was in flight when it froze
+        assert wait_until(lambda: success_count(victim) >= served_before + 3, 30), \
+            "the resumed server is not used again"
+        back_in = time.monotonic() - resumed_at
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+        through.client.close()
+    served = [t for t, ok in results if ok and hung_at <= t <= resumed_at]
+    failed = [t for t, ok in results if not ok and hung_at <= t <= resumed_at + 5]
+    gaps = np.diff([hung_at, *served, resumed_at])
+    print(f"\n{proxy.kind}: SIGSTOP of one of 2 servers for {HANG_S:.0f} s: longest gap in "
+          f"detections {gaps.max():.2f} s, {len(served)} detections during the hang "
+          f"({survivor_served} by the other server), {len(failed)} failed; the resumed server "
+          f"served again {back_in:.2f} s after SIGCONT")
+    assert survivor_served >= 3, "the healthy server stayed idle during the hang"
+    # one upstream timeout (2 s) plus the retry, with slack for a loaded machine; was the
+    # whole hang (8 s)
+    assert gaps.max() < proxy.upstream_timeout_s + 3.0, gaps.max()
+    assert len(failed) <= 1, f"{len(failed)} requests failed during the hang"
