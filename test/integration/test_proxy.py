@@ -150,7 +150,7 @@ def test_shipped_nginx_config_is_accepted(tmp_path):
                             str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "error.log")],
                            capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr
-    broken = local.replace("grpc_pass grpc://$triton_grpc_group;", "grpc_pass;")
+    broken = local.replace("grpc_pass grpc://triton_grpc;", "grpc_pass;")
     (tmp_path / "broken.conf").write_text(broken)
     check = subprocess.run([str(find_nginx()), "-t", "-p", f"{tmp_path}/", "-c",
                             str(tmp_path / "broken.conf"), "-e", str(tmp_path / "error.log")],
@@ -423,8 +423,9 @@ def test_a_hung_server_costs_one_upstream_timeout_then_the_other_serves(fleet):
     try:
         worker.start()
         assert wait_until(lambda: sum(ok for _, ok in results) >= 6, 60), results
+        # both serve (after test (c) nginx may still skip the restarted one for fail_timeout)
+        assert wait_until(lambda: success_count(victim) > 0, 30), "the victim serves nothing"
         served_before = success_count(victim)
-        assert served_before > 0, "the victim served nothing before the hang"
         os.kill(victim.process.pid, signal.SIGSTOP)
         hung_at = time.monotonic()
         try:
