@@ -409,16 +409,18 @@ def test_a_hung_server_costs_one_upstream_timeout_then_the_other_serves(fleet):
     through = Detector(TritonClient(proxy.grpc_url, SSD, shared_memory="off", timeout_s=10.0),
                        DetectorConfig(score_threshold=0.3))
     frame = video_frames([60])[0]
-    results, stop = [], threading.Event()
+    results, errors, stop = [], [], threading.Event()
 
     def detect_loop():
         while not stop.is_set():
             try:
                 through.detect([frame])
                 results.append((time.monotonic(), True))
-            except Exception:  # noqa: BLE001 - counted below
+            except Exception as exc:  # noqa: BLE001 - counted below
                 results.append((time.monotonic(), False))
+                errors.append(f"{time.monotonic() - hung_at if hung_at else 0:.2f} s: {exc}")
 
+    hung_at = 0.0
     worker = threading.Thread(target=detect_loop, daemon=True)
     try:
         worker.start()
@@ -445,15 +447,19 @@ def test_a_hung_server_costs_one_upstream_timeout_then_the_other_serves(fleet):
         stop.set()
         worker.join(timeout=60)
         through.client.close()
+    retried = through.client.gateway_retries
     served = [t for t, ok in results if ok and hung_at <= t <= resumed_at]
     failed = [t for t, ok in results if not ok and hung_at <= t <= resumed_at + 5]
     gaps = np.diff([hung_at, *served, resumed_at])
     print(f"\n{proxy.kind}: SIGSTOP of one of 2 servers for {HANG_S:.0f} s: longest gap in "
           f"detections {gaps.max():.2f} s, {len(served)} detections during the hang "
           f"({survivor_served} by the other server), {len(failed)} failed; the resumed server "
-          f"served again {back_in:.2f} s after SIGCONT")
+          f"served again {back_in:.2f} s after SIGCONT; {retried} request(s) sent again by the "
+          f"client after the proxy's 504")
     assert survivor_served >= 3, "the healthy server stayed idle during the hang"
     # one upstream timeout (2 s) plus the retry, with slack for a loaded machine; was the
     # whole hang (8 s)
     assert gaps.max() < proxy.upstream_timeout_s + 3.0, gaps.max()
-    assert len(failed) <= 1, f"{len(failed)} requests failed during the hang"
+    assert not failed, f"{len(failed)} requests failed during the hang: {errors}"
+    if errors:
+        print(f"failed (seconds after SIGSTOP): {errors}")

@@ -188,6 +188,7 @@ def haproxy_config(grpc_upstreams, http_upstreams, grpc_port: int, http_port: in
                  # stateless: a hung server costs one upstream_timeout_s, then the next server
                  f"backend triton_{name}", "    balance leastconn",
                  f"    timeout server {int(upstream_timeout_s * 1000)}ms",
+                 "    option http-buffer-request",   # kept whole, so it can be resent
                  "    retry-on conn-failure empty-response response-timeout", *checks, *servers,
                  # sequences: sent requests are never repeated; streams stay open for long
                  f"backend triton_{name}_sequences", f"    balance hdr({routing_header})",
