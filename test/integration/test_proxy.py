@@ -92,7 +92,7 @@ class TrackerClient:
         self.grpc = grpcclient
         self.client = grpcclient.InferenceServerClient(url)
 
-    def send(self, corrid: int, start=False, end=False) -> int:
+    def send(self, corrid: int, start=False, end=False, timeout_s: float = 30) -> int:
         """One (empty) frame of sequence ``corrid``; returns the tracker's ``sequence_frame``."""
         arrays = {"boxes": np.zeros((1, 0, 4), np.float32), "scores": np.zeros((1, 0), np.float32),
                   "classes": np.zeros((1, 0), np.int32)}
@@ -104,7 +104,7 @@ class TrackerClient:
             inputs.append(tensor)
         result = self.client.infer(TRACKER, inputs, sequence_id=corrid, sequence_start=start,
                                    sequence_end=end, headers={HEADER: str(corrid)},
-                                   client_timeout=30)
+                                   client_timeout=timeout_s)
         return int(result.as_numpy("sequence_frame").reshape(-1)[0])
 
     def close(self):
@@ -401,7 +401,7 @@ def test_a_hung_server_costs_one_upstream_timeout_then_the_other_serves(fleet):
     waited 1 h); resumed, the frozen server is used again."""
     import os
     import signal
-    proxy, servers, _ = fleet
+    proxy, servers, base = fleet
     victim, survivor = servers
     from triton_ros.detector import Detector, DetectorConfig
     from triton_ros.triton_client import TritonClient
@@ -422,7 +422,15 @@ def test_a_hung_server_costs_one_upstream_timeout_then_the_other_serves(fleet):
 
     hung_at = 0.0
     worker = threading.Thread(target=detect_loop, daemon=True)
+    tracker = TrackerClient(proxy.grpc_url)
+    ids = list(range(base + 3001, base + 3009))
+    sequence_back = None
     try:
+        for corrid in ids:
+            assert tracker.send(corrid, start=True) == 1
+        assert logged(servers, ids)
+        on_victim = sorted(started_sequences(victim) & set(ids))
+        assert on_victim, "no sequence on the server to freeze"
         worker.start()
         assert wait_until(lambda: sum(ok for _, ok in results) >= 6, 60), results
         # both serve (after test (c) nginx may still skip the restarted one for fail_timeout)
@@ -433,7 +441,18 @@ def test_a_hung_server_costs_one_upstream_timeout_then_the_other_serves(fleet):
         try:
             assert wait_until(lambda: stopped(victim.process.pid), 5)
             survivor_before = success_count(survivor)
-            time.sleep(HANG_S)
+            # measured, not asserted: when does a sequence that lived there answer again
+            # (its continuation times out, then a START through the proxy)?
+            while sequence_back is None and time.monotonic() < hung_at + HANG_S - 2.0:
+                try:
+                    tracker.send(on_victim[0], timeout_s=1.0)
+                except Exception:  # noqa: BLE001 - timed out on the hung server
+                    try:
+                        tracker.send(on_victim[0], start=True, timeout_s=1.0)
+                        sequence_back = time.monotonic() - hung_at
+                    except Exception:  # noqa: BLE001 - routed to the hung server again
+                        pass
+            time.sleep(max(0.0, hung_at + HANG_S - time.monotonic()))
             assert stopped(victim.process.pid)
             survivor_served = success_count(survivor) - survivor_before
         finally:
@@ -447,6 +466,7 @@ def test_a_hung_server_costs_one_upstream_timeout_then_the_other_serves(fleet):
         stop.set()
         worker.join(timeout=60)
         through.client.close()
+        tracker.close()
     retried = through.client.gateway_retries
     served = [t for t, ok in results if ok and hung_at <= t <= resumed_at]
     failed = [t for t, ok in results if not ok and hung_at <= t <= resumed_at + 5]
@@ -455,7 +475,9 @@ def test_a_hung_server_costs_one_upstream_timeout_then_the_other_serves(fleet):
           f"detections {gaps.max():.2f} s, {len(served)} detections during the hang "
           f"({survivor_served} by the other server), {len(failed)} failed; the resumed server "
           f"served again {back_in:.2f} s after SIGCONT; {retried} request(s) sent again by the "
-          f"client after the proxy's 504")
+          f"client after the proxy's 504; a sequence that lived there answered again (START) "
+          + (f"{sequence_back:.2f} s after SIGSTOP" if sequence_back is not None
+             else f"not within {HANG_S - 2:.0f} s of the hang"))
     assert survivor_served >= 3, "the healthy server stayed idle during the hang"
     # one upstream timeout (2 s) plus the retry, with slack for a loaded machine; was the
     # whole hang (8 s)
