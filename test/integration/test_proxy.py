@@ -485,3 +485,35 @@ def test_a_hung_server_costs_one_upstream_timeout_then_the_other_serves(fleet):
     assert not failed, f"{len(failed)} requests failed during the hang: {errors}"
     if errors:
         print(f"failed (seconds after SIGSTOP): {errors}")
+
+
+@BOTH
+@pytest.mark.parametrize("routing_header", [HEADER, ""])
+def test_a_quiet_sequence_stream_outlives_the_stateless_timeout(fleet, routing_header):
+    """The stateless routes give a server 2 s (``upstream_timeout_s``) and resend; a gRPC
+    sequence stream must never get those rules, even without the routing header: frames 3 s
+    apart on one stream continue one sequence (the tracker counts them), nothing is resent."""
+    from triton_ros.client import Endpoint, TritonClient
+    from triton_ros.sequences import SequenceStream, assign_correlation_id
+    from sequence_data import robot_streams
+    from helpers import SAMPLE_BAG
+    proxy, _, base = fleet
+    frames = robot_streams(SAMPLE_BAG, robots=1, frames=3)[0]
+    robot = base // 256 + (11 if routing_header else 12)
+    client = TritonClient.from_endpoint(Endpoint(proxy.grpc_url, timeout_s=10.0,
+                                                 sequence_transport="stream",
+                                                 routing_header=routing_header), TRACKER)
+    stream = SequenceStream(client.sequence_transport(), TRACKER,
+                            assign_correlation_id("/quiet", "detections", robot_id=robot))
+    try:
+        stream.discover()
+        counted = []
+        for frame in frames:
+            counted.append(int(stream.infer(frame.tensors(), ["sequence_frame"])
+                               .outputs["sequence_frame"].reshape(-1)[0]))
+            time.sleep(proxy.upstream_timeout_s + 1.0)
+        assert counted == [1, 2, 3], counted
+        assert stream.counters.state_losses == 0
+    finally:
+        stream.close("test done", timeout_s=5.0)
+        client.close()

@@ -182,8 +182,10 @@ def haproxy_config(grpc_upstreams, http_upstreams, grpc_port: int, http_port: in
         checks = ready_check if ready else []
         text += [f"frontend triton_{name}", f"    bind 127.0.0.1:{port}{proto}",
                  f"    http-request capture req.hdr({routing_header}) len 64",
+                 # gRPC streams too, header or not: a stream is never resent nor cut short
                  f"    use_backend triton_{name}_sequences"
-                 f" if {{ req.hdr({routing_header}) -m found }}",
+                 f" if {{ req.hdr({routing_header}) -m found }}"
+                 " || { path_end /ModelStreamInfer }",
                  f"    default_backend triton_{name}",
                  # stateless: a hung server costs one upstream_timeout_s, then the next server
                  f"backend triton_{name}", "    balance leastconn",
@@ -258,6 +260,8 @@ def nginx_config(workdir: Path, grpc_upstreams, http_upstreams, grpc_port: int, 
         location / {{
             error_page 418 = @sequences;
             if ({var}) {{ return 418; }}
+            # gRPC streams too, header or not: a stream is never resent nor cut short
+            if ($uri ~ /ModelStreamInfer$) {{ return 418; }}
             grpc_pass grpc://triton_grpc;
             grpc_next_upstream error timeout non_idempotent;
             grpc_next_upstream_tries 2;
