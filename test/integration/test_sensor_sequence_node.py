@@ -170,3 +170,53 @@ def test_unknown_message_type_exits_with_clear_error(start_node):
     node = start_node(SENSOR, {"message_type": "sensor_msgs/msg/Foo"})
     assert node.process.wait(30) == 2
     assert "message_type='sensor_msgs/msg/Foo' is not one of" in node.output()
+
+
+def test_sensor_node_started_before_its_server_keeps_running_and_connects(
+        tmp_path, start_node, ros_node):
+    """Issue 18 (8): started with no server at its url, the node stays up (was: exit 2), says
+    why on /diagnostics, counts what arrives meanwhile; the server started, scores arrive."""
+    from sequence_data import model_repository
+    from triton_ros.tools.local_server import LocalTritonServer, free_port
+    ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
+    server = LocalTritonServer(model_repository(tmp_path / "repo", models=("imu_motion",)),
+                               log_path=tmp_path / "server.log", **ports)
+    node = start_node(SENSOR, {"server_url": server.grpc_url, "robot_id": 3,
+                               "message_type": "sensor_msgs/msg/Imu", "queue_size": 200,
+                               "max_samples_per_request": 10, "input_reliability": "reliable",
+                               "server_wait_timeout_s": 1.0, "reconnect_initial_s": 0.2,
+                               "reconnect_max_s": 1.0, "diagnostics_period_s": 0.5},
+                      remaps={"__node": "imu_motion", "input": "imu"}, namespace="/robot3")
+    motion = Scores(ros_node, "/robot3/imu_motion/motion")
+    statuses = {}
+    ros_node.create_subscription(
+        DiagnosticArray, "/diagnostics",
+        lambda m: statuses.update({s.name: s for s in m.status}), 50)
+
+    def values():
+        status = statuses.get("triton_ros: /robot3/imu_motion")
+        return (status.level, {kv.key: kv.value for kv in status.values}) if status else (None, {})
+    imu_pub = ros_node.create_publisher(Imu, "/robot3/imu", RELIABLE)
+    try:
+        node.wait_for_output("active:", timeout_s=90)
+        assert wait_matched(ros_node, [imu_pub], [motion.subscription], 60)
+        assert wait_until(lambda: values()[1].get("connection") == "unavailable", 30), values()
+        level, v = values()
+        assert level == DiagnosticStatus.ERROR and server.grpc_url in v["connection_error"]
+        rng = np.random.default_rng(7)
+        for _ in range(5):
+            imu_pub.publish(imu_msg(rng, 0.0))
+        assert wait_until(lambda: values()[1].get("frames_dropped_server_unavailable") == "5",
+                          15), values()
+        assert node.alive()
+
+        server.start(timeout_s=120)
+        assert wait_until(lambda: values()[1].get("connection") == "ready", 30), values()
+        for _ in range(20):
+            imu_pub.publish(imu_msg(rng, 0.0))
+            time.sleep(0.01)
+        assert wait_until(lambda: values()[1].get("frames_published") == "20", 60), values()
+        assert motion.snapshot()
+        assert node.alive()
+    finally:
+        server.cleanup()

@@ -147,6 +147,96 @@ def test_detect_node_with_a_server_list_survives_a_kill_and_uses_the_server_agai
         restart_if_killed(victim)
 
 
+
+def test_a_list_never_sticks_to_a_dead_server_and_counts_a_hang_as_an_outage(
+        servers, ros_node, sample_bag, start_node):
+    """Issue 18 (1-3), one node, one scenario at 15 Hz:
+    - one server frozen (SIGSTOP) for 4 s: the frames displaced while its request hung are
+      ``server_unavailable`` (the README's promise), not ``stale``;
+    - then, three rounds: every live server killed (kill -9; the check that they are gone
+      comes first): within seconds /diagnostics calls every server ``down`` (also the one no
+      request touched), then all but one come back — the one left dead takes each list position
+      in turn — and detections resume within the recovery contract (plus slack for a loaded
+      machine), the dead one still ``down``.
+    """
+    import os
+    import signal
+    import socket
+    from sequence_data import kill_server_hard
+    timeout_s, reconnect_max_s = 1.0, 1.0
+    probe = Probe(ros_node, sample_bag)
+    params = {"server_url": [s.grpc_url for s in servers], "model_name": NULL,
+              "image_reliability": "reliable", "image_qos_depth": 20, "queue_size": 4,
+              "max_batch_size": 1, "max_delay_ms": 0.0, "max_in_flight": 1,
+              "request_timeout_s": timeout_s, "reconnect_initial_s": 0.2,
+              "reconnect_max_s": reconnect_max_s, "diagnostics_period_s": 0.25}
+    node = start_node(DETECT, params, remaps={"image": "/cam/image", "detections": "/cam/dets"})
+
+    def states():
+        return [probe.diag(f"server[{s.grpc_url}].state") for s in servers]
+
+    def port_closed(server) -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", int(server.grpc_url.rsplit(":", 1)[1]))) != 0
+    report = []
+    try:
+        probe.connect(node)
+        probe.feed(hz=15)
+        assert wait_until(lambda: states() == ["ready"] * 3
+                          and len(probe.arrived_after(0)) >= 15, 60), \
+            (probe.diagnostics, node.output()[-2000:])
+
+        # (3) a hung server: what its request displaced is lost to the outage
+        hung = servers[0]
+        unavailable = int(probe.diag("frames_dropped_server_unavailable", "0"))
+        os.kill(hung.process.pid, signal.SIGSTOP)
+        try:
+            assert wait_until(lambda: probe.diag(f"server[{hung.grpc_url}].state") == "down",
+                              15), probe.diagnostics
+            time.sleep(3.0)
+        finally:
+            os.kill(hung.process.pid, signal.SIGCONT)
+        assert wait_until(lambda: states() == ["ready"] * 3, 30), probe.diagnostics
+        assert int(probe.diag("requests_retried")) >= 1
+        displaced = int(probe.diag("frames_dropped_server_unavailable")) - unavailable
+        report.append(f"hang: {displaced} displaced frames counted server_unavailable, stale "
+                      f"{probe.diag('frames_dropped_stale')}")
+        assert displaced >= 3, (report, probe.diagnostics)
+
+        # (1, 2) all killed, then all but one back, the dead one in every list position
+        for stay_dead in range(len(servers)):
+            alive = [s for s in servers if s.process is not None]
+            for server in alive:
+                kill_server_hard(server)
+            assert all(s.process is None and port_closed(s) for s in servers)
+            killed = time.monotonic()
+            assert wait_until(lambda: states() == ["down"] * 3, 10 * timeout_s + 5), \
+                (f"round {stay_dead}: a dead server still called ready", probe.diagnostics)
+            down_in = time.monotonic() - killed
+            assert probe.diag("servers_ready") == "0/3"
+            back = [s for i, s in enumerate(servers) if i != stay_dead]
+            back[0].start(timeout_s=180)
+            returned = time.monotonic()   # the first server back is ready
+            back[1].start(timeout_s=180)
+            assert wait_until(lambda: probe.arrived_after(returned), 30), \
+                (f"round {stay_dead}: no detection after {back[0].grpc_url} returned",
+                 probe.diagnostics, node.output()[-3000:])
+            first = probe.arrived_after(returned)[0] - returned
+            report.append(f"round {stay_dead}: all down in diagnostics {down_in:.2f} s after "
+                          f"the kill; first detection {first:.2f} s after the servers' return")
+            # the contract is reconnect_max_s + request_timeout_s; slack for a loaded machine
+            assert first < reconnect_max_s + timeout_s + 8.0, report
+            assert wait_until(lambda: probe.diag(
+                f"server[{servers[stay_dead].grpc_url}].state") == "down"
+                and probe.diag("servers_ready") == "2/3", 10), probe.diagnostics
+        assert node.alive()
+        print("\n" + "\n".join(report))
+    finally:
+        probe.stop_feeding()
+        for server in servers:
+            restart_if_killed(server)
+
+
 # -- (c) -----------------------------------------------------------------------------------------
 
 def started_on(server) -> set[int]:

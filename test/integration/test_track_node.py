@@ -405,8 +405,45 @@ def test_bad_configuration_exits_with_clear_error(start_node, params, message):
     assert message in node.output()
 
 
-def test_unreachable_server_exits_with_clear_error(start_node):
-    node = start_node(TRACK, {"server_url": f"127.0.0.1:{free_port()}",
-                              "server_wait_timeout_s": 1.0})
-    assert node.process.wait(60) == 2
-    assert "not ready" in node.output()
+def test_track_node_started_before_its_server_keeps_running_says_why_and_connects(
+        tmp_path, streams, start_node, ros_node):
+    """Issue 18 (8): bringup must not depend on start order. The node starts with no server
+    at its url: it stays up (was: exit 2), says why on the log and /diagnostics, counts what
+    arrives meanwhile; the server started, tracked detections arrive with the reference ids."""
+    ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
+    server = LocalTritonServer(model_repository(tmp_path / "repo", models=("simple_tracker",)),
+                               log_path=tmp_path / "server.log", **ports)
+    robot = Robot(ros_node, "/early")
+    diagnostics = Diagnostics(ros_node)
+    node = start_tracker(start_node, server.grpc_url, "/early", 9, server_wait_timeout_s=1.0,
+                         reconnect_initial_s=0.2, reconnect_max_s=1.0, request_timeout_s=3.0,
+                         diagnostics_period_s=0.5)
+
+    def diag():
+        return diagnostics.of("/early/triton_track")
+    try:
+        wait_active(node, robot)
+        assert "running on and connecting in the background" in node.output()
+        assert wait_until(lambda: diag()[1].get("connection") == "unavailable", 30), diag()
+        status, values = diag()
+        assert status.level == DiagnosticStatus.ERROR
+        assert server.grpc_url in values["connection_error"], values   # says why, and where
+        frames = streams[0]
+        for frame in frames[:3]:   # nothing to send them to: counted, not lost silently
+            robot.publisher.publish(frame_to_msg(frame))
+        assert wait_until(lambda: diag()[1].get("frames_dropped_server_unavailable") == "3",
+                          15), diag()
+        assert node.alive(), node.output()[-2000:]
+
+        server.start(timeout_s=120)
+        assert wait_until(lambda: diag()[1].get("connection") == "ready", 30), diag()
+        assert diag()[0].level != DiagnosticStatus.ERROR
+        for frame in frames[3:9]:
+            robot.publisher.publish(frame_to_msg(frame))
+            time.sleep(0.03)
+        assert wait_until(lambda: robot.has(frames[3:9]), 60), node.output()[-2000:]
+        assert robot.ids(frames[3:9]) == reference_track_ids(frames[3:9])
+        assert "connected: model 'simple_tracker'" in node.output()
+        assert node.alive()
+    finally:
+        server.cleanup()

@@ -103,3 +103,18 @@ def test_batcher_counts_displaced_frames_under_the_current_reason_and_reclassifi
     batcher.evict_reason = "server_unavailable"
     batcher.put("a", 9, 9)
     assert batcher.dropped_counts("a")["server_unavailable"] == 3
+
+
+@pytest.mark.parametrize("exc, gateway", [
+    # what tritonclient raised when nginx and HAProxy gave up on a hung server (test_proxy.py)
+    (_ise("Received http2 header with status: 504", "StatusCode.UNAVAILABLE"), True),
+    (_ise("502 Bad Gateway", "502"), True),
+    (_ise("Deadline Exceeded", "StatusCode.DEADLINE_EXCEEDED"), False),
+    (_ise("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Failed "
+          "to connect to remote host: Connection refused", "StatusCode.UNAVAILABLE"), False),
+])
+def test_a_proxys_gateway_errors_are_told_apart(exc, gateway):
+    """A proxy's 502/503/504 is worth one more try through it (TritonClient.infer); a timeout
+    or a refused connection to the server itself is not."""
+    error = classify_error("infer", "grpc://127.0.0.1:1", exc, 2.0)
+    assert error.gateway is gateway and error.kind != "rejected", str(error)

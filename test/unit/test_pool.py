@@ -256,3 +256,36 @@ def test_a_request_that_fails_before_reaching_a_server_is_not_left_in_flight():
         assert [s.state for s in pool.servers] == ["ready", "ready"]
     finally:
         pool.close()
+
+
+def test_a_server_last_seen_ready_that_no_longer_answers_is_found_out():
+    """Issue 18 (1, 2): servers whose last observation was 'ready' and that now refuse (a
+    crash no request saw). A reconnect (check_ready) probes them, ready or not; the model's
+    metadata from a dead 'ready' server takes it out and asks the next; one server taken out
+    makes the others suspect, so the prober checks them at once (was: 'ready' for good)."""
+    import time
+    pool = refused_pool(3)
+    try:
+        def seen_ready():
+            for server in pool.servers:
+                server.state, server.observed_at = "ready", time.monotonic()
+        seen_ready()
+        with pytest.raises(TritonError, match="none of the 3 servers is ready"):
+            pool.check_ready()
+        assert [s.state for s in pool.servers] == ["down"] * 3
+
+        seen_ready()
+        with pytest.raises(TritonError, match="none of the 3 servers is ready"):
+            pool.model_spec()
+        assert [s.state for s in pool.servers] == ["down"] * 3
+        assert all("cannot connect" in s.last_error for s in pool.servers)
+
+        seen_ready()
+        with pytest.raises(TritonError):
+            pool.infer({"x": np.zeros((1, 2), np.float32)}, ["y"])  # fails on 2 of them
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and pool.ready_servers():
+            time.sleep(0.02)
+        assert [s.state for s in pool.servers] == ["down"] * 3   # the third one too
+    finally:
+        pool.close()

@@ -87,6 +87,7 @@ class TritonClient:
         self._shm_pool: shm.RegionPool | None = None
         self._shm_lock = threading.Lock()
         self._spec: ModelSpec | None = None
+        self.gateway_retries = 0   # requests sent again after a proxy's 502/503/504
         self._module = module_of(endpoint)
         self.max_reconnect_backoff_s = endpoint.reconnect_max_s
         self._local = threading.local()
@@ -271,8 +272,23 @@ class TritonClient:
     def infer(self, inputs: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
         """One inference request; returns output name -> array (batch dim first).
 
-        Returned arrays are the caller's own (never views of a shared memory region).
+        Returned arrays are the caller's own (never views of a shared memory region). A request
+        a proxy answered 502/503/504 (it gave up on the server it chose, e.g. a hung one) is
+        sent once more: inference without a sequence is safe to repeat, and the proxy, having
+        marked that server failed, picks another. Sequences never come here (their transports
+        are in :mod:`triton_ros.client.streams`). tritonserver itself never answers these, so a
+        hung server reached directly still costs one timeout, not two.
         """
+        try:
+            return self._infer_once(inputs, output_names)
+        except TritonError as exc:
+            if not exc.gateway:
+                raise
+            _log.info("%r: %s; sending the request once more", self, exc)
+            self.gateway_retries += 1
+            return self._infer_once(inputs, output_names)
+
+    def _infer_once(self, inputs, output_names):
         if self._shm_enabled:
             pool = self._pool()
             if pool is not None:

@@ -1,4 +1,6 @@
 """Errors of the client layer, classified in words a user can act on (no ROS)."""
+import re
+
 from tritonclient.utils import InferenceServerException
 
 DROPPED_MARKER = "must specify the START flag"
@@ -12,11 +14,17 @@ class TritonError(RuntimeError):
     HTTP vs gRPC), ``tls`` (TLS handshake failed), ``auth`` (headers rejected), ``model_missing``
     (not in the server's repository), ``model_not_ready`` (in the repository, not loaded/ready),
     ``rejected`` (the server refused this request, e.g. a wrong shape).
+
+
+    ``gateway``: the answer was a proxy's 502/503/504 (it gave up on the server behind it;
+    tritonserver itself never answers these), so the same request through the proxy may reach
+    another server.
     """
 
-    def __init__(self, message: str, kind: str = "rejected"):
+    def __init__(self, message: str, kind: str = "rejected", gateway: bool = False):
         super().__init__(message)
         self.kind = kind
+        self.gateway = gateway
 
 
 #: kinds meaning "the server cannot serve us now" (as opposed to "this request was bad")
@@ -38,6 +46,10 @@ class SequenceError(RuntimeError):
         self.cause = cause
 
 
+#: a proxy's "bad gateway / unavailable / gateway timeout" as gRPC or HTTP clients report it
+_GATEWAY = re.compile(r"status:? ?50[234]\b")
+
+
 def is_sequence_dropped(message: str) -> bool:
     """True for the server's "this sequence is unknown, send START" errors."""
     return DROPPED_MARKER.lower() in str(message).lower()
@@ -52,6 +64,9 @@ def classify_error(what: str, where: str, exc: BaseException,
         text, status = f"{type(exc).__name__}: {exc}", ""
     low = text.lower()
     prefix = f"{what} on {where} failed"
+    if _GATEWAY.search(low) or status in ("502", "503", "504"):
+        return TritonError(f"{prefix}: a proxy in front of the servers gave up on the one it "
+                           f"chose (down or not answering): {text}", "unreachable", gateway=True)
     if "deadline" in low or "timed out" in low or "timeout" in low or \
             status == "StatusCode.DEADLINE_EXCEEDED":
         return TritonError(f"{prefix}: no answer within {timeout_s:.1f} s (server hung or "
@@ -82,7 +97,7 @@ def classify_error(what: str, where: str, exc: BaseException,
                            "auth")
     if "unknown model" in low or "is not found" in low:
         return TritonError(f"{prefix}: {text}", "model_missing")
-    if "unavailable" in low or status in ("StatusCode.UNAVAILABLE", "502", "503", "504"):
+    if "unavailable" in low or status == "StatusCode.UNAVAILABLE":
         return TritonError(f"{prefix}: {text}", "unreachable")
     return TritonError(f"{prefix}: {text}", "rejected")
 

@@ -9,10 +9,16 @@
   TLS, model gone, ...) takes its server out and is retried once on another ready server; only
   when that fails too, or no other server is ready, is the error raised (the caller counts the
   frames as dropped with the reason).
-- **Servers taken out** are probed back (``check_ready`` plus the model's metadata) by a
-  background thread with exponential backoff and jitter (``reconnect_initial_s`` ..
-  ``reconnect_max_s``). A server whose model differs from the others' (inputs, outputs,
-  batching) stays out, with that reason.
+- **A server's state is what was last observed of it.** Any call that fails on a server for a
+  connection reason (a request, a readiness check, the model's metadata) takes it out at once.
+  Servers taken out are probed back (``check_ready`` plus the model's metadata) by background
+  probes, one thread per server so a hung one delays no other, with exponential backoff and
+  jitter (``reconnect_initial_s`` .. ``reconnect_max_s``). When one server goes down, every
+  server still called ready is probed at once (a crash of the host or the network takes them
+  together), so a status turns within one request timeout of the failure; a ready server no
+  request has answered for ``reconnect_max_s`` is probed too. ``check_ready`` (what a node
+  calls to reconnect) probes every server, ready or not, before it answers. A server whose
+  model differs from the others' (inputs, outputs, batching) stays out, with that reason.
 - **Sequences** (:class:`PooledSequenceTransport`): a sequence's correlation id picks its server
   by rendezvous (highest-random-weight) hashing over the ready servers, so a server joining or
   leaving moves only the sequences whose top choice it is. A sequence stays on its server while
@@ -64,7 +70,8 @@ class PoolServer:
     """One server of the pool: its client, state and counters (read them under the pool lock).
 
     ``state``: ``unknown`` (not yet probed), ``ready``, or ``down`` (``last_error`` says why;
-    probed again at ``retry_at``, monotonic seconds).
+    probed again at ``retry_at``, monotonic seconds). ``observed_at``: when the state was last
+    observed (a probe or a request; monotonic seconds); ``verify``: a ready server to probe now.
     """
 
     def __init__(self, client: TritonClient):
@@ -76,6 +83,8 @@ class PoolServer:
         self.last_error = ""
         self.last_kind = ""         # TritonError kind of last_error
         self.retry_at = 0.0
+        self.observed_at = 0.0
+        self.verify = False
         self.probing = False
         self.in_flight = 0
         self.requests = 0           # stateless requests answered
@@ -118,6 +127,9 @@ class ServerPool:
         self._probe_period_s = probe_period_s
         self._stop = threading.Event()
         self._prober: threading.Thread | None = None
+        self._probes: list[threading.Thread] = []
+        self._local = threading.local()   # per calling thread: the last infer's failover
+        self._verify_after_s = self.endpoint.reconnect_max_s
 
     def __repr__(self) -> str:
         return f"ServerPool([{', '.join(s.url for s in self.servers)}], model={self.model_name!r})"
@@ -159,17 +171,24 @@ class ServerPool:
             if server.state == "down" and server.outages:
                 server.recoveries += 1
             server.state, server.last_error, server.last_kind = "ready", "", ""
+            server.observed_at, server.verify = time.monotonic(), False
             server.backoff.reset()
         if changed:
             self.on_change(server.url, "ready", "")
 
     def mark_down(self, server: PoolServer, exc: Exception) -> None:
-        """Take ``server`` out after ``exc``; the prober tries it again after a backoff delay."""
+        """Take ``server`` out after ``exc``; the prober tries it again after a backoff delay.
+        A server going from ready to down makes every other ready server suspect: they are
+        probed at once (their state must not outlive what was last seen of the fleet)."""
         with self._lock:
             was = server.state
             if was == "ready":
                 server.outages += 1
+                for other in self.servers:
+                    if other is not server and other.ready:
+                        other.verify = True
             server.state, server.last_error = "down", str(exc)
+            server.observed_at, server.verify = time.monotonic(), False
             # TritonError: its kind; SequenceError: its cause (the classified reason)
             server.last_kind = (getattr(exc, "kind", "") if isinstance(exc, TritonError)
                                 else getattr(exc, "cause", "")) or "unreachable"
@@ -179,10 +198,26 @@ class ServerPool:
         self._start_prober()
 
     def _due(self) -> list[PoolServer]:
+        """Servers to probe now: down ones whose backoff ran out; ready ones that are suspect
+        or that nothing has observed for ``reconnect_max_s``."""
         now = time.monotonic()
         with self._lock:
-            return [s for s in self.servers
-                    if not s.ready and not s.probing and now >= s.retry_at]
+            return [s for s in self.servers if not s.probing and (
+                (not s.ready and now >= s.retry_at)
+                or (s.ready and (s.verify or now - s.observed_at >= self._verify_after_s)))]
+
+    def _probe_all(self, servers: list[PoolServer], wait: bool) -> None:
+        """Probe ``servers`` at once, one thread each (a hung server costs one timeout, not one
+        per server after it); ``wait``: return when all have answered."""
+        threads = [threading.Thread(target=self._probe, args=(s,), name="triton_pool_probe",
+                                    daemon=True) for s in servers]
+        with self._lock:
+            self._probes = [t for t in self._probes if t.is_alive()] + threads
+        for thread in threads:
+            thread.start()
+        if wait:
+            for thread in threads:
+                thread.join()
 
     def _start_prober(self) -> None:
         with self._lock:
@@ -194,10 +229,9 @@ class ServerPool:
 
     def _probe_loop(self) -> None:
         while not self._stop.wait(self._probe_period_s):
-            for server in self._due():
-                if self._stop.is_set():
-                    return
-                self._probe(server)
+            due = self._due()
+            if due and not self._stop.is_set():
+                self._probe_all(due, wait=False)
 
     def ready_servers(self) -> list[PoolServer]:
         with self._lock:
@@ -206,10 +240,10 @@ class ServerPool:
     # -- what TritonClient offers
 
     def check_ready(self) -> None:
-        """Return if at least one server is ready (probing those due now); else raise a
-        TritonError naming every server's reason (``kind``: the first server's)."""
-        for server in self._due():
-            self._probe(server)
+        """Return if at least one server is ready after probing every server now (ready or
+        not, in parallel: what a reconnect must see is the fleet as it is, not as it was); else
+        raise a TritonError naming every server's reason (``kind``: the first server's)."""
+        self._probe_all(list(self.servers), wait=True)
         self._start_prober()
         if self.ready_servers():
             return
@@ -223,15 +257,27 @@ class ServerPool:
         return True
 
     def model_spec(self) -> ModelSpec:
-        """The model's interface, from a ready server (all ready servers serve the same one)."""
-        ready = self.ready_servers()
-        if not ready:
+        """The model's interface, from a ready server (all ready servers serve the same one).
+        A server that fails to give it is taken out and the next ready one asked; TritonError
+        when none can."""
+        if not self.ready_servers():
             self.check_ready()   # raises when no server is ready
-            ready = self.ready_servers()
-        spec = ready[0].client.model_spec()
-        with self._lock:
-            self._spec = self._spec or spec
-        return spec
+        asked: list[PoolServer] = []
+        while True:
+            ready = [s for s in self.ready_servers() if s not in asked]
+            if not ready:
+                raise self._none_ready()
+            server = ready[0]
+            asked.append(server)
+            try:
+                spec = server.client.model_spec()
+            except Exception as exc:  # noqa: BLE001 - whatever failed, this server is out
+                self.mark_down(server, exc)
+                continue
+            with self._lock:
+                server.observed_at = time.monotonic()
+                self._spec = self._spec or spec
+            return spec
 
     def _pick(self, exclude=()) -> PoolServer | None:
         """The ready server with the fewest requests in flight (ties in turn), or None; its
@@ -246,9 +292,16 @@ class ServerPool:
             server.in_flight += 1
             return server
 
+    def last_failover(self) -> "TritonError | None":
+        """The connection-level error of this thread's last ``infer`` if it was answered only
+        by the retry on another server (None otherwise): the caller treats frames displaced
+        while that request waited as lost to the outage, as it does when no server answers."""
+        return getattr(self._local, "failover", None)
+
     def infer(self, inputs: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
         """One request on the least busy ready server; after a connection-level failure, once
         more on another. Raises the last TritonError when no server answered."""
+        self._local.failover = None
         tried: list[PoolServer] = []
         last: TritonError | None = None
         for attempt in (0, 1):
@@ -274,6 +327,8 @@ class ServerPool:
             else:
                 with self._lock:
                     server.requests += 1
+                    server.observed_at = time.monotonic()
+                self._local.failover = last
                 return outputs
             finally:  # whatever happened (also a non-Triton error): no longer in flight
                 with self._lock:
@@ -305,6 +360,11 @@ class ServerPool:
         prober = self._prober
         if prober is not None and prober is not threading.current_thread():
             prober.join(timeout=5.0)
+        with self._lock:
+            probes = list(self._probes)
+        for probe in probes:   # a probe of a hung server ends after its request timeout
+            if probe is not threading.current_thread():
+                probe.join(timeout=self.endpoint.timeout_s + 1.0)
         for server in self.servers:
             server.client.close()
 
@@ -437,21 +497,29 @@ class PooledSequenceTransport:
                 self.pool.release(correlation_id)
             return result
 
-    def _any(self):
-        server = self.server if self.server is not None and self.server.ready else None
-        if server is None:
-            ready = self.pool.ready_servers()
-            if not ready:
-                self.pool.check_ready()   # raises TritonError when none is ready
-                ready = self.pool.ready_servers()
-            server = ready[0]
-        return self._transport(server)
-
     def model_config(self, model_name: str, model_version: str = "") -> tuple[dict, dict]:
-        try:
-            return self._any().model_config(model_name, model_version)
-        except TritonError as exc:
-            raise SequenceError(str(exc), "unavailable", exc.kind) from exc
+        """The model's metadata and config from this sequence's server if it is ready, else
+        from the first ready one; a server that fails to give them is taken out and the next
+        asked (as :meth:`ServerPool.model_spec`)."""
+        asked: list[PoolServer] = []
+        while True:
+            here = self.server if self.server is not None and self.server.ready else None
+            ready = [s for s in ([here] if here else []) + self.pool.ready_servers()
+                     if s not in asked]
+            if not ready and not asked:
+                try:
+                    self.pool.check_ready()
+                except TritonError as exc:
+                    raise SequenceError(str(exc), "unavailable", exc.kind) from exc
+                ready = self.pool.ready_servers()
+            if not ready:
+                raise SequenceError(str(self.pool._none_ready()), "unavailable", "unreachable")
+            server = ready[0]
+            asked.append(server)
+            try:
+                return self._transport(server).model_config(model_name, model_version)
+            except (TritonError, SequenceError) as exc:
+                self.pool.mark_down(server, exc)
 
     def is_model_ready(self, model_name: str, model_version: str = "") -> bool:
         return self.pool.is_model_ready()

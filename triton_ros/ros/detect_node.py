@@ -631,6 +631,10 @@ class DetectNode(LifecycleNode):
                 self.batcher.reclassify(stale_before, "stale", "server_unavailable")
                 self.connection.failed(exc)
             return
+        if isinstance(self.client, ServerPool) and self.client.last_failover() is not None:
+            # answered only by the retry on another server: what was displaced while the
+            # first server hung was lost to its outage too, not to a slow model
+            self.batcher.reclassify(stale_before, "stale", "server_unavailable")
         now = time.monotonic()
         with self._lock:
             self.requests += 1

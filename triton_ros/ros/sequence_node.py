@@ -10,7 +10,13 @@ that owns one :class:`triton_ros.sequences.SequenceStream`:
   START) only when that server goes away;
 - the correlation id comes from ``robot_id`` / ``correlation_id_range`` / the namespace
   (``stream_index`` and ``stream_name`` tell apart streams of one robot);
-- configure: waits for the server and discovers the model (sequence batching, max idle);
+- configure: waits up to ``server_wait_timeout_s`` for the server and discovers the model
+  (sequence batching, max idle); a server still away then is no configuration error: the node
+  activates anyway (a robot's bringup must not depend on start order), says why on the log and
+  ``/diagnostics`` (``connection``, ``connection_error``), counts the messages that arrive
+  meanwhile as ``dropped_server_unavailable`` and connects in the background with the
+  reconnect backoff (``reconnect_initial_s`` .. ``reconnect_max_s``); a model that cannot
+  serve the node (no sequence batching, missing inputs) still fails configure;
 - active: the subscription callback only enqueues; one worker thread sends the queued messages in
   order (START on the stream's first request) and publishes the result;
 - a steady timer sends keep-alives while the stream is live but quiet and ENDs the sequence when
@@ -39,6 +45,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 
 from triton_ros.client.pool import ServerPool
+from triton_ros.connection import Backoff, ModelConnection
 from triton_ros.frame_queue import FrameQueue
 from triton_ros.ros.runner import run_node
 from triton_ros.ros.diagnostics import make_status, publish_status, server_change_reporter
@@ -98,7 +105,8 @@ class SequenceNode(LifecycleNode):
         except CorrelationIdError as exc:
             raise ParameterError(str(exc)) from None
         self.counters = {"received": 0, "processed": 0, "published": 0, "dropped_queue_full": 0,
-                         "dropped_inactive": 0, "bad_input": 0, "failed": 0}
+                         "dropped_inactive": 0, "dropped_server_unavailable": 0,
+                         "bad_input": 0, "failed": 0}
         self.last_error = ""
         self._last_logged: dict[str, float] = {}
         self._last_failure = self._last_loss = -1e9
@@ -113,6 +121,10 @@ class SequenceNode(LifecycleNode):
             keepalive_fraction=p["keepalive_fraction"],
             end_after_silence_s=p["stream_timeout_s"], request_timeout_s=p["request_timeout_s"],
             on_event=self._on_sequence_event)
+        # Discovery of the model, retried with backoff while the server is away.
+        self.connection = ModelConnection(
+            self._connect, Backoff(p["reconnect_initial_s"], p["reconnect_max_s"]),
+            on_change=self._on_connection_change, fatal=(ValueError,))
         self.instance = new_instance_id()
         self.claim = Claim(p["server_url"], p["model_name"], self.assignment.correlation_id,
                            self.get_fully_qualified_name(), self.assignment.stream_key,
@@ -180,22 +192,45 @@ class SequenceNode(LifecycleNode):
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         p = self.params
+        self.get_logger().info(f"waiting up to {p['server_wait_timeout_s']:.0f} s for model "
+                               f"{p['model_name']!r} on {self.transport!r}")
         try:
-            self.get_logger().info(f"waiting up to {p['server_wait_timeout_s']:.0f} s for model "
-                                   f"{p['model_name']!r} on {self.transport!r}")
             wait_for_model(self.transport, p["model_name"], p["model_version"],
                            p["server_wait_timeout_s"])
-            spec = self.stream.discover()
-            self.check_model(spec)
-        except (SequenceError, ValueError) as exc:
+        except SequenceError as exc:   # away now: keep running, connect when it comes
+            self.last_error = str(exc)
+            self.get_logger().error(f"{exc}; running on and connecting in the background")
+            return TransitionCallbackReturn.SUCCESS
+        try:
+            self.connection.get()
+        except ValueError as exc:
             self.last_error = str(exc)
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def _connect(self):
+        """Discover the model and check it can serve this node. ValueError: it cannot (a
+        configuration error); SequenceError: the server is away (retried with backoff)."""
+        try:
+            spec = self.stream.discover()
+        except SequenceError as exc:
+            if exc.kind == "rejected":   # e.g. no sequence batching: no retry helps
+                raise ValueError(str(exc)) from exc
+            raise
+        self.check_model(spec)
         self.get_logger().info(
             f"model {spec.name!r}: sequence batching, max idle {self.stream.max_idle_s:.1f} s, "
             f"keep-alive every {self.stream.timing.keepalive_interval_s:.1f} s, END after "
-            f"{p['stream_timeout_s']:.1f} s of silence")
-        return TransitionCallbackReturn.SUCCESS
+            f"{self.params['stream_timeout_s']:.1f} s of silence")
+        return spec
+
+    def _on_connection_change(self, state: str, detail: str) -> None:
+        if state == "ready":
+            self.get_logger().info(f"connected: model {self.params['model_name']!r} on "
+                                   f"{self.transport!r}")
+        else:
+            self.report_error(f"Triton {state}: {detail}", kind="connection", every_s=10.0)
 
     def check_model(self, spec) -> None:
         """Raise ValueError if the discovered model cannot serve this node."""
@@ -244,6 +279,15 @@ class SequenceNode(LifecycleNode):
             if not self._active:
                 if messages:  # queued before a deactivate: counted, not sent
                     self._count("dropped_inactive", len(messages))
+                continue
+            try:
+                connected = self.connection.get() is not None
+            except ValueError as exc:   # the model that came cannot serve this node
+                connected = False
+                self.report_error(f"model cannot be used: {exc}", kind="model", every_s=10.0)
+            if not connected:
+                if messages:
+                    self._count("dropped_server_unavailable", len(messages))
                 continue
             if messages:
                 self._process(messages)
@@ -351,6 +395,9 @@ class SequenceNode(LifecycleNode):
         for owner, (seen, _) in list(self._collisions.items()):
             if now - seen > CLAIM_STALE_S:
                 del self._collisions[owner]
+        if self.connection.state != "ready":
+            level = DiagnosticStatus.ERROR
+            message = f"Triton {self.connection.state}: {self.connection.last_error}"
         errors = [text for _, text in list(self._collisions.values())[:1]]
         if self.duplicate_name:
             errors.append(self.duplicate_name)
@@ -365,6 +412,8 @@ class SequenceNode(LifecycleNode):
             "protocol": self.params["protocol"], "lifecycle_active": str(self._active).lower(),
             "sequence_transport": "stream" if self.client.endpoint.uses_stream else "unary",
             "tls": str(self.client.endpoint.ssl).lower(),
+            "connection": self.connection.state,
+            "connection_error": self.connection.last_error,
             "sequence_state": seq["state"], "sequences_started": str(seq["sequences_started"]),
             "sequences_ended": str(seq["sequences_ended"]),
             "state_losses": str(seq["state_losses"]), "keepalives": str(seq["keepalives"]),

@@ -25,12 +25,18 @@ DEFAULT_MAX_IDLE_S = 1.0              # Triton's default max_sequence_idle_micro
 
 def wait_for_model(transport, model_name: str, model_version: str = "",
                    timeout_s: float = 30.0, poll_s: float = 0.25) -> None:
-    """Block until ``transport`` reports the model ready; SequenceError after ``timeout_s``."""
+    """Block until ``transport`` reports the model ready; SequenceError (``unavailable``) after
+    ``timeout_s``, saying why (the error of asking the server for the model's config)."""
     deadline = time.monotonic() + timeout_s
     while not transport.is_model_ready(model_name, model_version):
         if time.monotonic() >= deadline:
+            try:
+                transport.model_config(model_name, model_version)
+                why = "the server does not call it ready"
+            except Exception as exc:  # noqa: BLE001 - its text is the reason we report
+                why = str(exc)
             raise SequenceError(f"model {model_name!r} not ready on {transport!r} after "
-                                f"{timeout_s:.1f} s", "unavailable")
+                                f"{timeout_s:.1f} s: {why}", "unavailable")
         time.sleep(poll_s)
 
 

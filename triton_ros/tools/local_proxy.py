@@ -20,7 +20,16 @@ haproxy-triton.cfg are the annotated deployment versions of the same configs):
 * a server that refuses connections is marked failed (nginx: for ``fail_timeout_s``; HAProxy:
   until its active check passes again) and its requests go to another one (a sequence then lands
   on another server, which asks for START); a request in flight on a server that dies fails
-  (gRPC UNAVAILABLE / HTTP 502).
+  (gRPC UNAVAILABLE / HTTP 502);
+* a server that hangs (accepts, never answers): a stateless request waits at most
+  ``upstream_timeout_s`` for it, is then retried once on another server (inference without a
+  sequence is safe to repeat) and the hung server is marked failed (nginx: for
+  ``fail_timeout_s``); size ``upstream_timeout_s`` below the nodes' ``request_timeout_s`` so the
+  retry fits in the client's deadline (about half). Sequence requests are never retried after
+  they were sent (the state would advance twice) and keep long timeouts (streams stay open);
+  HAProxy also checks each server's readiness actively (``GET /v2/health/ready`` on its HTTP
+  port every ``check_interval_s``), which takes a hung server out for sequences too; open-source
+  nginx has no active checks (only the passive ones above).
 
 Each request is logged with its routing header and the upstream that served it:
 :meth:`LocalProxy.access_records` reads them back.
@@ -125,23 +134,33 @@ def find_haproxy() -> tuple[Path, dict]:
 
 def haproxy_config(grpc_upstreams, http_upstreams, grpc_port: int, http_port: int,
                    routing_header: str = DEFAULT_ROUTING_HEADER, run_as_root: bool = False,
-                   check_interval_s: float = 1.0) -> str:
-    """The haproxy.cfg text for the same routing as :func:`nginx_config` (HAProxy >= 2.0).
+                   check_interval_s: float = 1.0, upstream_timeout_s: float = 2.0) -> str:
+    """The haproxy.cfg text for the same routing as :func:`nginx_config` (HAProxy >= 2.2).
 
     Keyed requests: ``balance hdr(<header>)`` + ``hash-type consistent``; the rest:
-    ``balance leastconn``. Servers get an active TCP check every ``check_interval_s`` plus a
-    passive one (a failed connection marks the server down), and a request whose connection
-    fails is redispatched to another server. The access log goes to stdout.
+    ``balance leastconn`` with ``timeout server`` = ``upstream_timeout_s`` and a retry on another
+    server after a response timeout (module docstring). Servers get an active readiness check
+    every ``check_interval_s`` (``GET /v2/health/ready`` on the server's HTTP port, the one at
+    the same index in ``http_upstreams``; a TCP check when there is none: a hung server passes
+    that) plus a passive one (a failed connection marks the server down). The access log goes
+    to stdout.
     """
     if not _HEADER_RE.match(routing_header):
         raise ValueError(f"routing_header {routing_header!r}: lower-case letters, digits, '-'")
-    check = (f"check inter {int(check_interval_s * 1000)} fall 1 rise 1 "
+    interval_ms = int(check_interval_s * 1000)
+    check = (f"check inter {interval_ms} fall 1 rise 1 "
              "observe layer4 error-limit 1 on-error mark-down")
+    ready_check = ["    option httpchk", "    http-check send meth GET uri /v2/health/ready",
+                   "    http-check expect status 200", f"    timeout check {interval_ms}ms"]
     text = ["# Written by triton_ros.tools.local_proxy; see config/proxy/haproxy-triton.cfg.",
             "global", "    log stdout format raw local0",
             # Frames are ~1 MB: with the defaults (64 KB HTTP/2 upload window, 16 KB buffers)
             # a 640x480 gRPC request took ~8 ms longer through HAProxy here, with these ~2 ms.
-            "    tune.h2.initial-window-size 1048576", "    tune.bufsize 262144"]
+            "    tune.h2.initial-window-size 1048576",
+            # A request is retried on another server only if it fits in one buffer: 1 MB holds
+            # a 640x480 bgr8 frame or an SSD input (270 KB), not a 1080p frame (those are not
+            # retried by the proxy; the client's timeout then applies).
+            "    tune.bufsize 1048576"]
     if run_as_root:
         text += ["    uid 65534", "    gid 65534"]
     text += ["defaults", "    mode http", "    log global",
@@ -151,19 +170,31 @@ def haproxy_config(grpc_upstreams, http_upstreams, grpc_port: int, http_port: in
              "    timeout connect 2s", "    timeout client 1h", "    timeout server 1h",
              "    timeout http-keep-alive 1h", "    retries 2", "    option redispatch 1",
              "    retry-on conn-failure empty-response"]
+    health = [url.rsplit(":", 1)[1] for url in http_upstreams]
     for name, upstreams, port, proto in (("grpc", grpc_upstreams, grpc_port, " proto h2"),
                                          ("http", http_upstreams, http_port, "")):
         if not upstreams:
             continue
-        servers = [f"    server {name}{i} {url}{proto} {check}" for i, url in enumerate(upstreams)]
+        ready = len(health) == len(upstreams)
+        servers = [f"    server {name}{i} {url}{proto} {check}"
+                   + (f" port {health[i]} check-proto h1" if ready else "")
+                   for i, url in enumerate(upstreams)]
+        checks = ready_check if ready else []
         text += [f"frontend triton_{name}", f"    bind 127.0.0.1:{port}{proto}",
                  f"    http-request capture req.hdr({routing_header}) len 64",
+                 # gRPC streams too, header or not: a stream is never resent nor cut short
                  f"    use_backend triton_{name}_sequences"
-                 f" if {{ req.hdr({routing_header}) -m found }}",
+                 f" if {{ req.hdr({routing_header}) -m found }}"
+                 " || { path_end /ModelStreamInfer }",
                  f"    default_backend triton_{name}",
-                 f"backend triton_{name}", "    balance leastconn", *servers,
+                 # stateless: a hung server costs one upstream_timeout_s, then the next server
+                 f"backend triton_{name}", "    balance leastconn",
+                 f"    timeout server {int(upstream_timeout_s * 1000)}ms",
+                 "    option http-buffer-request",   # kept whole, so it can be resent
+                 "    retry-on conn-failure empty-response response-timeout", *checks, *servers,
+                 # sequences: sent requests are never repeated; streams stay open for long
                  f"backend triton_{name}_sequences", f"    balance hdr({routing_header})",
-                 "    hash-type consistent", *servers]
+                 "    hash-type consistent", "    retry-on conn-failure", *checks, *servers]
     return "\n".join(text) + "\n"
 
 
@@ -174,7 +205,8 @@ def _server_lines(upstreams, max_fails: int, fail_timeout_s: float) -> str:
 
 def nginx_config(workdir: Path, grpc_upstreams, http_upstreams, grpc_port: int, http_port: int,
                  routing_header: str = DEFAULT_ROUTING_HEADER, max_fails: int = 1,
-                 fail_timeout_s: float = 10.0, run_as_root: bool = False) -> str:
+                 fail_timeout_s: float = 10.0, run_as_root: bool = False,
+                 upstream_timeout_s: float = 2.0) -> str:
     """The nginx.conf text for a proxy whose files all live in ``workdir``.
 
     ``grpc_upstreams``/``http_upstreams``: ``host:port`` of each server's gRPC/HTTP endpoint (an
@@ -183,6 +215,7 @@ def nginx_config(workdir: Path, grpc_upstreams, http_upstreams, grpc_port: int, 
     if not _HEADER_RE.match(routing_header):
         raise ValueError(f"routing_header {routing_header!r}: lower-case letters, digits, '-'")
     var = "$http_" + routing_header.replace("-", "_")
+    timeout = f"{int(upstream_timeout_s * 1000)}ms"
     lines = [
         "# Written by triton_ros.tools.local_proxy; see config/proxy/nginx-triton.conf.",
         "daemon off;",
@@ -210,15 +243,6 @@ def nginx_config(workdir: Path, grpc_upstreams, http_upstreams, grpc_port: int, 
     client_body_buffer_size 8m;
     client_body_timeout 1h;
     keepalive_requests 1000000;
-
-    map {var} $triton_grpc_group {{
-        ""      triton_grpc;
-        default triton_grpc_sequences;
-    }}
-    map {var} $triton_http_group {{
-        ""      triton_http;
-        default triton_http_sequences;
-    }}
 """
     if grpc_upstreams:
         servers = _server_lines(grpc_upstreams, max_fails, fail_timeout_s)
@@ -234,7 +258,20 @@ def nginx_config(workdir: Path, grpc_upstreams, http_upstreams, grpc_port: int, 
     server {{
         listen 127.0.0.1:{grpc_port} http2;
         location / {{
-            grpc_pass grpc://$triton_grpc_group;
+            error_page 418 = @sequences;
+            if ({var}) {{ return 418; }}
+            # gRPC streams too, header or not: a stream is never resent nor cut short
+            if ($uri ~ /ModelStreamInfer$) {{ return 418; }}
+            grpc_pass grpc://triton_grpc;
+            grpc_next_upstream error timeout non_idempotent;
+            grpc_next_upstream_tries 2;
+            grpc_connect_timeout 1s;
+            grpc_read_timeout {timeout};
+            grpc_send_timeout {timeout};
+            grpc_socket_keepalive on;
+        }}
+        location @sequences {{
+            grpc_pass grpc://triton_grpc_sequences;
             grpc_next_upstream error timeout;
             grpc_connect_timeout 2s;
             grpc_read_timeout 1h;
@@ -257,7 +294,19 @@ def nginx_config(workdir: Path, grpc_upstreams, http_upstreams, grpc_port: int, 
     server {{
         listen 127.0.0.1:{http_port};
         location / {{
-            proxy_pass http://$triton_http_group;
+            error_page 418 = @sequences;
+            if ({var}) {{ return 418; }}
+            proxy_pass http://triton_http;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_next_upstream error timeout non_idempotent;
+            proxy_next_upstream_tries 2;
+            proxy_connect_timeout 1s;
+            proxy_read_timeout {timeout};
+            proxy_send_timeout {timeout};
+        }}
+        location @sequences {{
+            proxy_pass http://triton_http_sequences;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_request_buffering off;
@@ -279,16 +328,19 @@ class LocalProxy:
     ``upstreams``: gRPC ``host:port`` of each server; ``http_upstreams``: their HTTP endpoints
     (optional). ``grpc_url``/``http_url`` are the proxy's ``host:port`` (ports of 0 become free
     ones). ``max_fails``/``fail_timeout_s``: nginx's passive health check (a server whose
-    connections fail ``max_fails`` times is skipped for ``fail_timeout_s``).
+    connections fail ``max_fails`` times is skipped for ``fail_timeout_s``);
+    ``upstream_timeout_s``: how long a stateless request waits for one server before it is
+    retried on another (below the nodes' ``request_timeout_s``).
     """
 
     def __init__(self, upstreams, http_upstreams=(), routing_header: str = DEFAULT_ROUTING_HEADER,
                  grpc_port: int = 0, http_port: int = 0, binary: Path | None = None,
                  max_fails: int = 1, fail_timeout_s: float = 10.0, kind: str = "nginx",
-                 check_interval_s: float = 1.0):
+                 check_interval_s: float = 1.0, upstream_timeout_s: float = 2.0):
         if kind not in KINDS:
             raise ValueError(f"kind {kind!r} not in {list(KINDS)}")
         self.kind, self.check_interval_s = kind, check_interval_s
+        self.upstream_timeout_s = upstream_timeout_s
         self.upstreams, self.http_upstreams = list(upstreams), list(http_upstreams)
         if not self.upstreams and not self.http_upstreams:
             raise ValueError("LocalProxy needs at least one upstream")
@@ -315,10 +367,11 @@ class LocalProxy:
         if self.kind == "haproxy":
             return haproxy_config(self.upstreams, self.http_upstreams, self.grpc_port,
                                   self.http_port, self.routing_header, os.geteuid() == 0,
-                                  self.check_interval_s)
+                                  self.check_interval_s, self.upstream_timeout_s)
         return nginx_config(self.workdir, self.upstreams, self.http_upstreams, self.grpc_port,
                             self.http_port, self.routing_header, self.max_fails,
-                            self.fail_timeout_s, run_as_root=os.geteuid() == 0)
+                            self.fail_timeout_s, run_as_root=os.geteuid() == 0,
+                            upstream_timeout_s=self.upstream_timeout_s)
 
     def _layout(self) -> Path:
         self.workdir = Path(tempfile.mkdtemp(prefix="triton_ros_proxy_"))
