@@ -47,8 +47,8 @@ import urllib.request
 from pathlib import Path
 
 from triton_ros.resources import config_path
-from triton_ros.tools.server_venv import (SERVER_VENV_ENV, ServerVenvNotFound,  # noqa: F401
-                                          find_server_venv, pytriton_site)
+from triton_ros.tools.server_venv import (SERVER_VENV_ENV, ServerVenvNotFound, find_server_venv,
+                                          pytriton_site)
 from triton_ros.tools.stop_signals import Interrupted, StopSignals
 
 
@@ -105,11 +105,6 @@ def _exited(process: subprocess.Popen) -> bool:
                          os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:  # reaped elsewhere
         return process.poll() is not None
-
-
-def default_server_venv() -> Path:
-    """The server venv every tool uses (ServerVenvNotFound, one line, when there is none)."""
-    return find_server_venv()
 
 
 def _die_with_parent() -> None:
