@@ -1,6 +1,8 @@
 """SIGINT and SIGTERM for the tools: the first one interrupts the main thread once; later ones
-(a second Ctrl-C, the launch system's SIGTERM after its SIGINT) arrive during cleanup and are
-only recorded, so cleanup runs to its end and no KeyboardInterrupt traceback is printed.
+(a second Ctrl-C, the launch system's SIGINT after the terminal's, its SIGTERM) arrive during
+cleanup and are ignored, so cleanup runs to its end and no KeyboardInterrupt traceback is printed.
+Ignored, not left to Python: at interpreter exit Python restores the default handlers, and a
+signal arriving then would kill the finished tool (exit -2, which ros2 launch reports as a death).
 """
 import signal
 
@@ -31,8 +33,10 @@ class StopSignals:
         return self
 
     def disarm(self) -> None:
-        """From now on signals are only recorded (call before cleanup)."""
+        """From now on SIGINT/SIGTERM are ignored (call before cleanup; main thread only)."""
         self.armed = False
+        for signum in self.SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
 
     def _handle(self, signum, _frame) -> None:
         self.received.append(signal.Signals(signum).name)
