@@ -467,8 +467,11 @@ def run(args) -> int:
         signals.disarm()  # a second signal must not cut the results or the cleanup short
         print(f"\nreplay: interrupted by {stop.name}; stopping everything", file=sys.stderr)
         if out is not None:
-            write_outputs(out, args, remap.get(args.image_topic, args.image_topic), playback,
-                          node.answers if node is not None else Answers([]), stop.name)
+            try:
+                write_outputs(out, args, remap.get(args.image_topic, args.image_topic), playback,
+                              node.answers if node is not None else Answers([]), stop.name)
+            except Exception as exc:  # the exit code must still say "interrupted"
+                print(f"replay: could not write the partial results: {exc}", file=sys.stderr)
         return stop.exit_code
     except (RuntimeError, ValueError, FileNotFoundError, TimeoutError) as exc:  # NodeStartError too
         signals.disarm()
