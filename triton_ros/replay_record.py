@@ -62,16 +62,18 @@ def array_to_detections(array) -> list[dict]:
 
 
 def detections_document(inputs: list[tuple[int, str]], topics: list[str],
-                        results: dict[str, dict[int, list[dict]]]) -> dict:
+                        results: dict[str, list[list[dict] | None]]) -> dict:
     """detections.json's content: ``inputs`` = (stamp ns, frame_id) per published image,
-    ``results[topic][stamp]`` = that topic's detection dicts for the image."""
+    ``results[topic][i]`` = that topic's detection dicts for image ``i`` (None: unanswered).
+
+    Results are per frame, not per stamp: frames that share a header stamp keep their own."""
     per_topic = {}
     for topic in topics:
-        answered = results.get(topic, {})
+        answered = results.get(topic, [])
         per_topic[topic] = [{"stamp_ns": stamp, "frame_id": frame_id,
-                             "processed": stamp in answered,
-                             "detections": answered.get(stamp, [])}
-                            for stamp, frame_id in inputs]
+                             "processed": i < len(answered) and answered[i] is not None,
+                             "detections": (answered[i] if i < len(answered) else None) or []}
+                            for i, (stamp, frame_id) in enumerate(inputs)]
     doc = {"topic": topics[0], "frames": per_topic[topics[0]]}
     if len(topics) > 1:
         doc["topics"] = per_topic

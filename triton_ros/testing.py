@@ -1,12 +1,23 @@
 """pytest plugin: replay a bag in lock-step through real nodes and compare with a golden file.
 
-Loaded automatically where triton_ros is installed (``pytest11`` entry point), or with
-``pytest_plugins = ["triton_ros.testing"]`` in a rootdir conftest. Fixtures:
+Enable it in the conftest.py at your tests' rootdir::
 
-- ``triton_replay``: ``triton_replay(bag, params={...}, server_url=None, start="detect",
-  frames=0, **replay_options) -> ReplayResult``. ``server_url=None`` starts a local tritonserver
-  for that replay. Runs ``python -m triton_ros.tools.replay --lock-step`` in a child process (its
-  own rclpy context, loopback-only DDS, its own ROS_DOMAIN_ID) and returns what it recorded.
+    pytest_plugins = ["triton_ros.testing"]
+
+There is deliberately no ``pytest11`` entry point: that would load the plugin into every pytest
+run of every environment where triton_ros is installed (a whole ROS workspace), importing the
+installed triton_ros before a checkout's own conftest can put its source tree first.
+
+- ``triton_replay`` (fixture): a factory ``triton_replay(bag, params=None, server_url=None,
+  start="detect", frames=0, image_topic="/camera/image_raw", extra_args=(),
+  allow_unanswered=False) -> ReplayResult``. ``server_url=None`` starts a local tritonserver for
+  that replay (found as the tools find it: ``TRITON_ROS_SERVER_VENV``, else the path
+  ``scripts/bootstrap.sh`` recorded, see :mod:`triton_ros.tools.server_venv`). ``image_topic``
+  is the bag's image topic; ``extra_args`` are further ``replay`` options (e.g.
+  ``["--model-name", "yolov4_tiny_coco"]``). Runs ``python -m triton_ros.tools.replay
+  --lock-step`` in a child process (its own rclpy context, loopback-only DDS) on the test's
+  ``ROS_DOMAIN_ID`` when one is set, else on a free-picked one; fails the test unless the replay
+  exits 0 (or 1 with ``allow_unanswered``).
 - :func:`assert_matches_golden` (plain function): compares a result with a golden
   detections.json via :mod:`triton_ros.tools.compare`; fails with the readable diff. With
   ``TRITON_ROS_UPDATE_GOLDEN=1`` it (re)writes the golden file instead.
@@ -15,7 +26,6 @@ Importing this module does not import rclpy.
 """
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -48,10 +58,12 @@ class ReplayResult:
 
 
 def replay_command(bag, out, params=None, server_url=None, start="detect", frames=0,
-                   extra_args=()) -> list[str]:
+                   extra_args=(), image_topic=None) -> list[str]:
     """The ``python -m triton_ros.tools.replay`` command line for a lock-step replay."""
     cmd = [sys.executable, "-m", "triton_ros.tools.replay", str(bag), "--out", str(out),
            "--lock-step", "--quiet"]
+    if image_topic:
+        cmd += ["--image-topic", image_topic]
     if start:
         cmd += ["--start", start]
         cmd += ["--server-url", server_url] if server_url else ["--local-server"]
@@ -65,17 +77,20 @@ def replay_command(bag, out, params=None, server_url=None, start="detect", frame
 
 
 def run_replay(bag, out, params=None, server_url=None, start="detect", frames=0,
-               extra_args=(), timeout_s: float = 600, domain_id: int | None = None) -> ReplayResult:
-    """Run one lock-step replay in a child process; ReplayResult even when it failed."""
-    from triton_ros.resources import share_dir
+               extra_args=(), timeout_s: float = 600, domain_id: int | None = None,
+               image_topic=None) -> ReplayResult:
+    """Run one lock-step replay in a child process; ReplayResult even when it failed.
+
+    ``domain_id``: the replay's ROS_DOMAIN_ID; default: the environment's, else a random one."""
     from triton_ros.tools.local_env import localhost_ros_env
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    env = localhost_ros_env(domain_id if domain_id is not None else random.randint(1, 100))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(share_dir()), env.get("PYTHONPATH", ""))
+    env = localhost_ros_env(domain_id)  # keeps a set ROS_DOMAIN_ID, else picks one
+    # The child imports the same triton_ros as this process (a checkout's, or the installed one).
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", ""))
                                         if p)
     proc = subprocess.run(replay_command(bag, out, params, server_url, start, frames,
-                                         extra_args),
+                                         extra_args, image_topic),
                           env=env, capture_output=True, text=True, timeout=timeout_s)
     return ReplayResult(out, proc.returncode, proc.stdout + proc.stderr)
 
@@ -94,7 +109,11 @@ def assert_matches_golden(result, golden, *compare_args: str) -> None:
     if not golden.is_file():
         raise AssertionError(f"no golden file {golden}; run with {UPDATE_GOLDEN_ENV}=1 to write "
                              "it from this run")
-    code, text, _ = run_compare(parse_args([str(golden), str(run_path), *compare_args]))
+    from triton_ros.tools.compare import InputError
+    try:
+        code, text, _ = run_compare(parse_args([str(golden), str(run_path), *compare_args]))
+    except InputError as exc:
+        raise AssertionError(f"cannot compare with golden {golden}: {exc}") from None
     if code != 0:
         raise AssertionError(f"replay differs from golden {golden}:\n{text}")
 
@@ -102,15 +121,16 @@ def assert_matches_golden(result, golden, *compare_args: str) -> None:
 @pytest.fixture
 def triton_replay(tmp_path):
     """Factory: ``triton_replay(bag, params=None, server_url=None, start="detect", frames=0,
-    extra_args=()) -> ReplayResult``; fails the test when the replay itself fails."""
+    image_topic=None, extra_args=(), allow_unanswered=False) -> ReplayResult``; fails the test
+    when the replay itself fails (exit 1, unanswered frames, passes with allow_unanswered)."""
     count = [0]
 
-    def replay(bag, params=None, server_url=None, start="detect", frames=0, extra_args=(),
-               allow_unanswered=False):
+    def replay(bag, params=None, server_url=None, start="detect", frames=0, image_topic=None,
+               extra_args=(), allow_unanswered=False):
         count[0] += 1
         result = run_replay(bag, tmp_path / f"replay{count[0]}", params, server_url, start,
-                            frames, extra_args)
-        if result.returncode not in ((0, 2) if allow_unanswered else (0,)):
+                            frames, extra_args, image_topic=image_topic)
+        if result.returncode not in ((0, 1) if allow_unanswered else (0,)):
             pytest.fail(f"replay exited with {result.returncode}:\n{result.log[-3000:]}")
         return result
 

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -200,3 +201,92 @@ def test_python_backend_shm_regions_are_private(tmp_path):
     finally:
         server.cleanup()
     assert not shm_regions(server)
+
+
+def backend_workdir(server_pid: int) -> Path:
+    """The scratch directory of a running server (parent of its --backend-directory)."""
+    args = Path(f"/proc/{server_pid}/cmdline").read_text(errors="replace").split("\0")
+    backend = next(a.split("=", 1)[1] for a in args if a.startswith("--backend-directory="))
+    return Path(backend).parent
+
+
+@pytest.mark.parametrize("when, signals", [
+    ("starting", [signal.SIGINT, signal.SIGINT]),
+    ("ready", [signal.SIGINT, signal.SIGINT, signal.SIGINT]),
+    ("ready", [signal.SIGINT, signal.SIGTERM]),   # ros2 launch: SIGINT, then SIGTERM
+    ("ready", [signal.SIGTERM, signal.SIGTERM]),
+], ids=["int-int-while-starting", "int-x3-ready", "int-term-ready", "term-term-ready"])
+def test_tool_stops_cleanly_on_repeated_signals(tmp_path, tracker_repo, when, signals):
+    """Ctrl-C (or launch's SIGINT then SIGTERM) on the tool, the later signals arriving while it
+    cleans up: exit 0, no traceback, no process of the server's group left (server and stubs),
+    its scratch directory and /dev/shm regions gone."""
+    log = tmp_path / "tool.log"
+    ports = [free_port() for _ in range(3)]
+    with open(log, "wb") as out:
+        tool = subprocess.Popen(
+            [sys.executable, "-m", "triton_ros.tools.local_server",
+             "--model-repository", str(tracker_repo), "--http-port", str(ports[0]),
+             "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+            # As a terminal gives it: a background job of a non-interactive shell (this test's
+            # parent may be one) inherits SIGINT ignored.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    server_pid = None
+    try:
+        def server_child():
+            for pid in children(tool.pid):  # (the first child may be a python -c it runs)
+                try:
+                    if "bin/tritonserver" in Path(f"/proc/{pid}/cmdline").read_text():
+                        return pid
+                except OSError:
+                    continue
+            return None
+        assert wait_until(lambda: server_child() or tool.poll() is not None, 60), \
+            log.read_text()
+        server_pid = server_child()
+        workdir = backend_workdir(server_pid)
+        prefix = next(a for a in Path(f"/proc/{server_pid}/cmdline").read_text().split("\0")
+                      if "shm-region-prefix-name=" in a).rsplit("=", 1)[1]
+        if when == "ready":
+            assert wait_until(lambda: "tritonserver ready" in log.read_text(errors="replace"),
+                              120), log.read_text()
+            assert stubs_of(server_pid)
+        else:
+            assert "tritonserver ready" not in log.read_text(errors="replace")
+        assert workdir.is_dir()
+        tool.send_signal(signals[0])
+        during_cleanup = 0
+        for extra in signals[1:]:
+            time.sleep(0.02)
+            if tool.poll() is None:
+                tool.send_signal(extra)
+                during_cleanup += 1
+        code = tool.wait(60)
+        output = log.read_text(errors="replace")
+        assert code == 0, output
+        assert during_cleanup, "no second signal reached the tool before it exited"
+        assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+        assert not group_members(server_pid), "processes of the server's group left"
+        assert not workdir.exists(), f"scratch directory {workdir} left behind"
+        assert not list(Path("/dev/shm").glob(f"{prefix}*"))
+    finally:
+        if tool.poll() is None:
+            tool.kill()
+            tool.wait()
+        kill_leftovers(server_pid)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_wait_ready_stops_quietly_on_a_signal(signum):
+    """launch's Ctrl-C reaches wait_ready while it polls: 128+signal, no traceback."""
+    port = free_port()  # nothing listens there: it keeps polling
+    tool = subprocess.Popen([sys.executable, "-m", "triton_ros.tools.wait_ready",
+                             f"127.0.0.1:{port}", "--timeout", "60"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(1.5)  # past the imports, polling
+    assert tool.poll() is None
+    tool.send_signal(signum)
+    output = tool.communicate(timeout=30)[0]
+    assert tool.returncode == 128 + signum, output
+    assert "Traceback" not in output, output

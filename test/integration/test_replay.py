@@ -5,6 +5,7 @@ Lock-step makes results independent of machine speed: two replays, one of them w
 burner running, must give byte-identical detections.json; a real change (a higher
 score_threshold) must be caught by ``compare`` with a diff and a non-zero exit.
 """
+import json
 import os
 import signal
 import subprocess
@@ -158,3 +159,92 @@ def test_detect_and_track(tmp_path_factory, sample_bag, triton_server, golden):
     # Persistent tracks: far fewer ids than detections over 30 frames.
     n = sum(len(f["detections"]) for f in tracked)
     assert ids and len(ids) < n / 3, (len(ids), n)
+
+
+def write_restamped_bag(source, out, frames: int, stamps: list[int]):
+    """The first ``frames`` images of ``source``'s image topic, header stamps replaced by
+    ``stamps`` (bytes 4..12 of the CDR: sec, nanosec), log times kept (distinct, in order)."""
+    import struct
+
+    from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    with Reader(source) as reader, Writer(out, version=9,
+                                          storage_plugin=StoragePlugin.MCAP) as writer:
+        conns = [c for c in reader.connections if c.topic == "/camera/image_raw"]
+        conn = writer.add_connection("/camera/image_raw", conns[0].msgtype, typestore=typestore)
+        for index, (_, log_ns, raw) in enumerate(reader.messages(connections=conns)):
+            if index >= frames:
+                break
+            raw = bytearray(raw)
+            endian = "<" if raw[1] & 1 else ">"
+            struct.pack_into(endian + "iI", raw, 4, *divmod(stamps[index], 10**9))
+            writer.write(conn, log_ns, bytes(raw))
+    return out
+
+
+STAMP_FRAMES = 8
+
+
+@pytest.mark.parametrize("kind", ["duplicate", "zero"])
+def test_repeated_stamps_get_each_frames_own_detections(kind, sample_bag, triton_server,
+                                                        tmp_path):
+    """Frames that share a header stamp (pairs, or all 0) must get the detections of their own
+    image, the same as with distinct stamps; the replay warns about the repeated stamps."""
+    base = 1_700_000_000_000_000_000
+    distinct = [base + i * 100_000_000 for i in range(STAMP_FRAMES)]
+    repeated = ([distinct[i - i % 2] for i in range(STAMP_FRAMES)] if kind == "duplicate"
+                else [0] * STAMP_FRAMES)
+    results = {}
+    for name, stamps in (("distinct", distinct), (kind, repeated)):
+        bag = write_restamped_bag(sample_bag, tmp_path / f"bag_{name}", STAMP_FRAMES, stamps)
+        result = run_replay(bag, tmp_path / f"out_{name}", server_url=triton_server.grpc_url)
+        assert result.returncode == 0, failure_report(result)
+        results[name] = result
+    want = [f["detections"] for f in results["distinct"].detections["frames"]]
+    got = [f["detections"] for f in results[kind].detections["frames"]]
+    assert len(want) == STAMP_FRAMES and all(want)
+    assert got == want
+    summary = results[kind].summary
+    assert summary["repeated_stamps"] == (STAMP_FRAMES // 2 if kind == "duplicate"
+                                          else STAMP_FRAMES - 1)
+    assert "repeated" in results[kind].log and "stamp" in results[kind].log
+    assert results["distinct"].summary["repeated_stamps"] == 0
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_ends_a_replay_non_zero_with_an_interrupted_summary(signum, code, sample_bag,
+                                                                   triton_server, tmp_path):
+    """A replay stopped by SIGTERM (a CI runner's kill) or SIGINT mid-run exits 128+signal and
+    says interrupted in summary.json; the frames it played are recorded."""
+    from triton_ros.tools.local_env import localhost_ros_env
+    out = tmp_path / "out"
+    env = localhost_ros_env(None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "triton_ros.tools.replay", str(sample_bag), "--start", "detect",
+         "--server-url", triton_server.grpc_url, "--lock-step", "--out", str(out)],
+        env=env, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        # A background job of a non-interactive shell inherits SIGINT ignored; a terminal's
+        # Ctrl-C reaches a process with the default disposition.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    seen = []
+    try:
+        for line in proc.stderr:  # the first progress line comes after the first frame
+            seen.append(line)
+            if line.startswith("replay: 1/"):
+                break
+        assert proc.poll() is None, "".join(seen)
+        proc.send_signal(signum)
+        rest = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = "".join(seen) + rest
+    assert proc.returncode == code, log
+    assert "Traceback" not in log, log
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True, summary
+    assert summary["signal"] == signal.Signals(signum).name, summary
+    assert 1 <= summary["frames"] < 300, summary
+    assert len(json.loads((out / "detections.json").read_text())["frames"]) == summary["frames"]

@@ -26,11 +26,19 @@ def test_header_stamp_reads_a_serialized_image():
 
 def test_detections_document_marks_unanswered_frames():
     doc = detections_document([(1, "a"), (2, "a")], ["/d", "/t"],
-                              {"/d": {1: [det("person", 0.9, 5, 5)]}, "/t": {}})
+                              {"/d": [[det("person", 0.9, 5, 5)], None], "/t": []})
     assert doc["topic"] == "/d"
     assert [f["processed"] for f in doc["frames"]] == [True, False]
     assert doc["frames"][1]["detections"] == []
     assert [f["processed"] for f in doc["topics"]["/t"]] == [False, False]
+
+
+def test_detections_document_keeps_frames_that_share_a_stamp_apart():
+    doc = detections_document([(0, "a"), (0, "a"), (0, "a")], ["/d"],
+                              {"/d": [[det("person", 0.9, 5, 5)], [], [det("car", 0.5, 9, 9)]]})
+    assert [[d["class_id"] for d in f["detections"]] for f in doc["frames"]] == [
+        ["person"], [], ["car"]]
+    assert all(f["processed"] for f in doc["frames"])
 
 
 def test_vision_msgs_registered_from_msg_files():

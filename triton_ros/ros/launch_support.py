@@ -184,7 +184,9 @@ def assemble(arguments: list, setup) -> LaunchDescription:
 
 
 def _exit_check(event, context):
-    if event.returncode not in (0, None, -2, -15):  # 0, or stopped by the launch (SIGINT/TERM)
+    # 0, or stopped by the launch's SIGINT/SIGTERM: killed by it (-2, -15) or handled it and
+    # exited 128 + signal (the tools: local_server, wait_ready).
+    if event.returncode not in (0, None, -2, -15, 130, 143):
         raise NodeExitError(f'{event.action.name} exited with code {event.returncode}; '
                             'stopping the launch (see its last output above)')
     return None

@@ -164,6 +164,7 @@ def run(args) -> int:
     from triton_ros.image_conversion import raw_image_to_bgr
     from triton_ros.ros.bag_player import BagPlayer, read_bag
     from triton_ros.tools.local_server import LocalTritonServer
+    from triton_ros.tools.server_venv import ServerVenvNotFound
 
     if not (args.bag / "metadata.yaml").is_file():
         print(f"no bag at {args.bag}; run scripts/bootstrap.sh", file=sys.stderr)
@@ -238,6 +239,9 @@ def run(args) -> int:
     except KeyboardInterrupt:
         print("interrupted; stopping everything", file=sys.stderr)
         return 130
+    except ServerVenvNotFound as exc:  # one line: where it looked, how to fix it
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
     finally:
         if node is not None:
             node.stop()

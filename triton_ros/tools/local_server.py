@@ -1,7 +1,9 @@
 """Start and stop a local tritonserver (the binary shipped in ``nvidia-pytriton``) on 127.0.0.1.
 
-The server runs from its own venv (``TRITON_ROS_SERVER_VENV``, default ``<repo>/.venv-server``):
-pytriton pins numpy<2 while rclpy's environment has numpy 2, so the two talk over HTTP/gRPC.
+The server runs from its own venv, found by :func:`triton_ros.tools.server_venv.find_server_venv`
+(``--server-venv``, ``TRITON_ROS_SERVER_VENV``, the path bootstrap recorded, the checkout's
+``.venv-server``): pytriton pins numpy<2 while rclpy's environment has numpy 2, so the two talk
+over HTTP/gRPC.
 Only the python backend is available in that build; the repository's models use it.
 
 The server runs in a session (process group) of its own, with its python-backend stubs. When
@@ -19,11 +21,18 @@ later (a model loaded through the repository API, a stub restarted) stays world-
 file descriptor. Regions of models loaded at start never are readable to others once requests can
 be sent.
 
-Usage as a tool (runs until Ctrl-C / SIGTERM; exits 1 with a message if the server dies)::
+Usage as a tool (runs until Ctrl-C / SIGTERM)::
 
     python -m triton_ros.tools.local_server --grpc-port 8001 --http-port 8000
+
+Exit codes: 0 after a stop by SIGINT/SIGTERM (any number of them: the first starts the cleanup,
+later ones are ignored until it is done); 1 when the server did not start or died; 2 when no
+server venv is found (one line: where it looked, how to fix it). The server's whole process group
+and its scratch directory are gone when the tool exits; if the tool itself is SIGKILLed, the
+kernel kills tritonserver (``PR_SET_PDEATHSIG``) and its stubs follow it within 300 ms.
 """
 import argparse
+import ctypes
 import os
 import shutil
 import signal
@@ -38,9 +47,10 @@ import urllib.request
 from pathlib import Path
 
 import triton_ros
-from triton_ros.resources import config_path, share_dir
-
-SERVER_VENV_ENV = "TRITON_ROS_SERVER_VENV"
+from triton_ros.resources import config_path
+from triton_ros.tools.server_venv import (SERVER_VENV_ENV, ServerVenvNotFound, find_server_venv,
+                                          pytriton_site)
+from triton_ros.tools.stop_signals import Interrupted, StopSignals
 
 
 def free_port() -> int:
@@ -98,8 +108,12 @@ def _exited(process: subprocess.Popen) -> bool:
         return process.poll() is not None
 
 
-def default_server_venv() -> Path:
-    return Path(os.environ.get(SERVER_VENV_ENV, share_dir() / ".venv-server"))
+def _die_with_parent() -> None:
+    """preexec_fn: SIGKILL this child when the thread that started it ends (the tool SIGKILLed).
+
+    By hand through libc's prctl (PR_SET_PDEATHSIG = 1): no library in the environment wraps it.
+    """
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
 
 
 class LocalTritonServer:
@@ -120,9 +134,10 @@ class LocalTritonServer:
     def __init__(self, model_repository: Path | None = None, server_venv: Path | None = None,
                  http_port: int = 0, grpc_port: int = 0, metrics_port: int = 0,
                  log_path: Path | None = None, extra_args: list[str] | None = None,
-                 models: list[str] | None = None):
+                 models: list[str] | None = None, die_with_parent: bool = False):
         self.model_repository = Path(model_repository or config_path("model_repository"))
-        self.server_venv = Path(server_venv or default_server_venv())
+        self.server_venv = find_server_venv(server_venv)  # ServerVenvNotFound: one line
+        self.die_with_parent = die_with_parent  # only where the starting thread lives as long
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
         self.metrics_port = metrics_port or free_port()
@@ -149,12 +164,10 @@ class LocalTritonServer:
         return f"127.0.0.1:{self.grpc_port}"
 
     def _site_packages(self) -> Path:
-        found = sorted(self.server_venv.glob("lib/python3*/site-packages/pytriton"))
-        if not found:
-            raise FileNotFoundError(
-                f"no nvidia-pytriton in {self.server_venv}; run scripts/bootstrap.sh "
-                f"or set {SERVER_VENV_ENV}")
-        return found[0].parent
+        site = pytriton_site(self.server_venv)
+        if site is None:
+            raise ServerVenvNotFound(f"no nvidia-pytriton in {self.server_venv}")
+        return site
 
     def command_and_env(self) -> tuple[list[str], dict]:
         """The tritonserver command line and environment (backend dir laid out on first call)."""
@@ -211,7 +224,9 @@ class LocalTritonServer:
         # umask 077: files the server itself creates are private (the python backend's shm
         # regions are not: boost.interprocess fchmods them to 0644, see secure_shm()).
         self.process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                        start_new_session=True, umask=0o077)
+                                        start_new_session=True, umask=0o077,
+                                        preexec_fn=_die_with_parent if self.die_with_parent
+                                        else None)
         self.pgid, self.died = self.process.pid, None
         try:
             self.wait_ready(timeout_s)
@@ -303,9 +318,9 @@ class LocalTritonServer:
             self._log_file.close()
             self._log_file = None
 
-    def cleanup(self) -> None:
+    def cleanup(self, stop_timeout_s: float = 20.0) -> None:
         """Stop the server; remove its scratch directory and its python-backend /dev/shm files."""
-        self.stop()
+        self.stop(stop_timeout_s)
         for leftover in Path("/dev/shm").glob(f"{self.shm_prefix}*"):
             leftover.unlink(missing_ok=True)
         if self._workdir is not None:
@@ -320,31 +335,52 @@ class LocalTritonServer:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-repository", type=Path, default=None)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="exit codes: 0 stopped by SIGINT/SIGTERM, 1 server did not start or died, "
+               "2 no server venv found")
+    parser.add_argument("--model-repository", type=Path, default=None,
+                        help="model repository (default: the package's config/model_repository)")
+    parser.add_argument("--server-venv", type=Path, default=None,
+                        help=f"venv with nvidia-pytriton (default: ${SERVER_VENV_ENV}, then the "
+                             "path scripts/bootstrap.sh recorded, then the checkout's "
+                             ".venv-server)")
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
     parser.add_argument("--model", action="append", default=[],
                         help="load only this model (repeatable); default: all")
     args = parser.parse_args(argv)
-    server = LocalTritonServer(args.model_repository, http_port=args.http_port,
-                               grpc_port=args.grpc_port, metrics_port=args.metrics_port,
-                               models=args.model)
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signals = StopSignals().install()
+    server = None
     try:
+        server = LocalTritonServer(args.model_repository, args.server_venv,
+                                   http_port=args.http_port, grpc_port=args.grpc_port,
+                                   metrics_port=args.metrics_port, models=args.model,
+                                   die_with_parent=True)
         server.start()
         print(f"tritonserver ready: grpc {server.grpc_url}, http {server.http_url}", flush=True)
-        while not stop and not _exited(server.process):
+        while not _exited(server.process):
             time.sleep(0.5)
-    except KeyboardInterrupt:
+    except Interrupted:  # start() cleans up what it had started
         pass
+    except ServerVenvNotFound as exc:
+        signals.disarm()
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
     except (RuntimeError, TimeoutError) as exc:  # did not start; start() cleaned up
+        signals.disarm()
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
-        server.cleanup()  # the group first, then the server: no stub outlives it
+        signals.disarm()  # later signals (a second Ctrl-C, launch's SIGTERM) wait for cleanup
+        if server is not None:
+            # The group first, then the server: no stub outlives it. A short SIGTERM grace:
+            # ros2 launch escalates to SIGKILL 10 s after its SIGINT.
+            server.cleanup(stop_timeout_s=4.0)
+    if server is None:
+        return 0
     code = server.died
     if code is not None:
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
@@ -352,6 +388,8 @@ def main(argv=None) -> int:
               f"({len(server.orphans_killed)} leftover process(es)); exiting", file=sys.stderr,
               flush=True)
         return 1
+    if signals.received:
+        print(f"tritonserver stopped ({signals.received[0]})", flush=True)
     return 0
 
 

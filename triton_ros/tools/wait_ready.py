@@ -1,7 +1,8 @@
 """Wait until a Triton server answers ready on its HTTP endpoint (``/v2/health/ready``).
 
 ``python -m triton_ros.tools.wait_ready 127.0.0.1:8000 --timeout 120`` exits 0 once the server
-(and, with ``--model``, that model) is ready, 1 after the timeout, printing why. Used by
+(and, with ``--model``, that model) is ready, 1 after the timeout, printing why, 130/143 when
+stopped by SIGINT/SIGTERM (quietly: launch's Ctrl-C, no traceback). Used by
 ``launch/server.launch.py``; stdlib only, so it works wherever the launch file runs.
 """
 import argparse
@@ -9,6 +10,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+
+from triton_ros.tools.stop_signals import Interrupted, StopSignals
 
 
 def ready(url: str, model: str = "", timeout_s: float = 2.0) -> tuple[bool, str]:
@@ -29,6 +32,15 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds")
     parser.add_argument("--model", action="append", default=[], help="also wait for this model")
     args = parser.parse_args(argv)
+    signals = StopSignals().install()
+    try:
+        return wait(args)
+    except Interrupted as stop:
+        signals.disarm()
+        return stop.exit_code
+
+
+def wait(args) -> int:
     deadline = time.monotonic() + args.timeout
     seen = ""
     for model in [""] + args.model:
