@@ -15,16 +15,21 @@ _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
 
+def parse_bool(text: str) -> bool:
+    """true/1/yes/on -> True, false/0/no/off -> False (any case); ValueError otherwise."""
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"{text!r} is not a boolean (true/false/1/0/yes/no/on/off)")
+
+
 def convert_like(text: str, example):
-    """``text`` converted to the type of ``example``: bool (true/false/1/0/yes/no/on/off), int,
+    """``text`` converted to the type of ``example``: bool (see :func:`parse_bool`), int,
     float, str, or a list of those (comma-separated). ValueError when it does not convert."""
     if isinstance(example, bool):  # before int: bool is an int subclass
-        word = text.strip().lower()
-        if word in _TRUE:
-            return True
-        if word in _FALSE:
-            return False
-        raise ValueError(f"{text!r} is not a boolean (true/false/1/0/yes/no/on/off)")
+        return parse_bool(text)
     if isinstance(example, int):
         return int(text.strip())
     if isinstance(example, float):

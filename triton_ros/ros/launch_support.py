@@ -39,6 +39,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node, PushRosNamespace
 from launch_ros.utilities import make_namespace_absolute, prefix_namespace
 
+from triton_ros.model_parameters import parse_bool
 from triton_ros.param_layers import ParamFileError, full_name, layer
 
 PACKAGE = 'triton_ros'
@@ -49,9 +50,6 @@ KNOWN_KEY = 'triton_ros_known_arguments'
 #: configurations set by launch_ros scoping actions and by ``ros2 launch`` options, not arguments
 NOT_ARGUMENTS = frozenset({'ros_namespace', 'ros_remaps', 'global_params', 'emulate_tty',
                            'launch-prefix', 'launch-prefix-filter', KNOWN_KEY})
-
-_TRUE = ('true', '1', 'yes', 'on')
-_FALSE = ('false', '0', 'no', 'off')
 
 
 class NodeExitError(RuntimeError):
@@ -72,12 +70,10 @@ def arg(context, name: str) -> str:
 
 def to_bool(value: str) -> bool:
     """'true'/'1'/'yes'/'on' -> True, 'false'/'0'/'no'/'off' -> False (ValueError otherwise)."""
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError(f"expected true or false, got '{value}'")
+    try:
+        return parse_bool(value)
+    except ValueError:
+        raise ValueError(f"expected true or false, got '{value}'") from None
 
 
 def to_list(value: str) -> list:
