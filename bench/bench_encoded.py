@@ -3,6 +3,7 @@ and frames/s through a rate-limited link, for SSD and YOLOv4-tiny, two resolutio
 and CompressedImage input, all in one run against one local tritonserver.
 
     .venv/bin/python bench/bench_encoded.py            # ~6 min; bench/results/encoded.{json,md}
+    .venv/bin/python bench/bench_encoded.py --node-ab DIR   # node CPU, this tree vs DIR, ~4 min
 
 Paths (per frame, lock-step: one request in flight):
 - tensor: the robot decodes a CompressedImage's JPEG (a raw Image is used as is), resizes and
@@ -327,7 +328,7 @@ def ab_table(report) -> str:
         rows.append([name, len(runs), sum(r["frames"] for r in runs),
                      f"{statistics.median(cpu):.2f}", f"{min(cpu):.2f}-{max(cpu):.2f}",
                      " ".join(f"{c:.2f}" for c in cpu),
-                     f"{statistics.median(r['p50_ms'] for r in runs):.1f}",
+                     fmt(statistics.median([r["p50_ms"] for r in runs if r["p50_ms"]] or [0])),
                      f"{statistics.median(r['load_avg'][0] for r in runs):.2f}"])
     text = (f"Case: {ab['case']} ({ab['model']}), one frame in flight, node CPU = utime + stime "
             f"of the node process over each window / frames answered. Machine: "
