@@ -58,14 +58,15 @@ def node_params(server, model: str, cameras: list[str], in_flight: int, batch: i
 class NodeUnderTest:
     """A detect node plus the probe that feeds it; a context manager that stops both."""
 
-    def __init__(self, ctx, tag: str, params: dict, cameras: int, compressed: bool = False):
+    def __init__(self, ctx, tag: str, params: dict, cameras: int, compressed: bool = False,
+                 module: str = "triton_ros.ros.detect_node"):
         self.ctx, self.tag = ctx, tag
         namespace = f"/bench_br_{os.getpid()}_{tag}"
         self.probe = h.Probe(namespace, cameras, tag, compressed=compressed)
         ctx.executor.add_node(self.probe.node)
         try:
             self.node = h.start_node(params, namespace, ctx.log_dir / f"node_{tag}.log",
-                                     ctx.env, cameras)
+                                     ctx.env, cameras, module=module)
             self.probe.wait_connected(self.node)
         except Exception:
             self.close()

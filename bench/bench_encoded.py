@@ -3,6 +3,7 @@ and frames/s through a rate-limited link, for SSD and YOLOv4-tiny, two resolutio
 and CompressedImage input, all in one run against one local tritonserver.
 
     .venv/bin/python bench/bench_encoded.py            # ~6 min; bench/results/encoded.{json,md}
+    .venv/bin/python bench/bench_encoded.py --node-ab DIR   # node CPU, this tree vs DIR, ~4 min
 
 Paths (per frame, lock-step: one request in flight):
 - tensor: the robot decodes a CompressedImage's JPEG (a raw Image is used as is), resizes and
@@ -32,6 +33,9 @@ Measured:
 """
 import argparse
 import multiprocessing
+import os
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -164,24 +168,53 @@ def lockstep(detector, path, source, frames, jpegs, relays, rate, server, count=
             "p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99)}
 
 
-def node_lockstep(ctx, relays, rate, server, model, source, raws, duration_s, tag, stats=None):
-    """The node variant of :func:`lockstep`: a detect_node on the relay of ``rate``, one frame
-    in flight (the probe waits for each answer), for ``duration_s``."""
+def thread_cpu(pid: int) -> dict:
+    """CPU seconds (utime + stime) per thread name of process ``pid`` (threads of one name
+    summed): where a node's CPU goes below Python too (DDS, gRPC and executor threads)."""
+    import harness as h
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        if task.name == str(pid):
+            name += " (main thread: rclpy executor)"
+        fields = text[text.rindex(")") + 2:].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / h.CLK_TCK
+    return out
+
+
+def node_lockstep(ctx, relays, rate, server, model, source, raws, duration_s, tag, stats=None,
+                  module="triton_ros.ros.detect_node", spy=None):
+    """The node variant of :func:`lockstep`: a detect_node (``module``) on the relay of
+    ``rate``, one frame in flight (the probe waits for each answer), for ``duration_s``.
+    ``spy``: (py-spy executable, output path): the node profiled over the window as well."""
     import harness as h
     from bench_bridge import NodeUnderTest, node_params
     params = node_params(server, model, ["cam0" + (":compressed" if source == "compressed"
                                                    else "")], in_flight=1, batch=1, queue=1)
     params.update(server_url=relays.urls[rate], shared_memory="'off'",  # YAML: a string
                   request_timeout_s=60.0)
-    with NodeUnderTest(ctx, tag, params, 1, compressed=source == "compressed") as nut:
+    with NodeUnderTest(ctx, tag, params, 1, compressed=source == "compressed",
+                       module=module) as nut:
         h.feed_window(nut.probe, [raws], 1, 2.0, stop_after_s=30.0)  # warm-up
         relays.reset(rate)
         before = compute_ms(*stats) if stats else {}
         pids = server_pids(server)
-        cpu, server_cpu = nut.cpu(), group_cpu_seconds(pids)
+        spying = spy and subprocess.Popen(
+            [spy[0], "record", "--pid", str(nut.node.pid), "--rate", "200", "--duration",
+             str(int(duration_s)), "--format", "raw", "--nonblocking", "-o", str(spy[1])],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cpu, server_cpu, threads = nut.cpu(), group_cpu_seconds(pids), thread_cpu(nut.node.pid)
         window = h.feed_window(nut.probe, [raws], 1, duration_s, stop_after_s=30.0)
         cpu, server_cpu = nut.cpu() - cpu, group_cpu_seconds(pids) - server_cpu
+        threads = {name: seconds - threads.get(name, 0.0)
+                   for name, seconds in thread_cpu(nut.node.pid).items()}
         up, down = relays.counts(rate)
+        if spying:
+            spying.wait(timeout=60)
     n = max(1, window["answered"])
     steps = {}
     for model_name, (ms, requests) in (compute_ms(*stats) if stats else {}).items():
@@ -189,6 +222,7 @@ def node_lockstep(ctx, relays, rate, server, model, source, raws, duration_s, ta
         steps[model_name] = (ms - before[model_name][0]) / done if done else None
     lat = window["latencies_ms"]
     return {"steps_ms": steps, "frames": window["answered"], "lost": window["lost"],
+            "thread_cpu_ms": {k: v / n * 1000 for k, v in threads.items()},
             "fps": window["answered"] / window["window_s"], "up_kib": up / n / 1024,
             "down_kib": down / n / 1024, "client_cpu_ms": cpu / n * 1000,
             "server_cpu_ms": server_cpu / n * 1000, "p50_ms": pct(lat, 50),
@@ -238,6 +272,84 @@ def run_nodes(args, server, relays, stats_client, report):
                         report["cases"].append(case)
 
 
+def run_node_ab(args, server, relays, report):
+    """``--node-ab DIR``: node CPU per frame for one case (``--ab-case``, default the 1080p
+    CompressedImage -> YOLO encoded ensemble), this tree's node and the one in DIR (a copy of
+    another commit, run through ``node_from_source``) alternating, ``--ab-pairs`` pairs of
+    ``--node-s`` windows each, so both see the same load. ``--spy``: py-spy one more window of
+    each (collapsed stacks in bench/results/encoded_profile_<variant>.txt)."""
+    import harness as h
+    from bench_bridge import top_functions
+    kind, res, source = args.ab_case.split(",")
+    w, h_ = (int(v) for v in res.split("x"))
+    frames, report["frames"] = load_frames(10, w, h_)
+    raws = ([h.compressed_raw(f, "cam0", CAMERA_JPEG_QUALITY) for f in frames]
+            if source == "compressed" else [h.image_raw(f, "cam0") for f in frames])
+    env = h.ros_env()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parent),
+                                                    env.get("PYTHONPATH", "")) if p)
+    variants = {"after": ("triton_ros.ros.detect_node",
+                          dict(env, **dict(kv.split("=", 1) for kv in args.ab_env))),
+                "before": ("node_from_source", dict(env, TRITON_ROS_NODE_SOURCE=args.node_ab))}
+    LOGS.mkdir(parents=True, exist_ok=True)
+    model = MODELS[kind][1]
+    runs = {name: [] for name in variants}
+    with h.Executor() as executor:
+        ctx = type("Context", (), {})()
+        ctx.executor, ctx.log_dir = executor, LOGS
+        for pair in range(args.ab_pairs):
+            order = list(variants) if pair % 2 == 0 else list(reversed(variants))
+            for name in order:
+                ctx.env = variants[name][1]
+                result = node_lockstep(ctx, relays, 0, server, model, source, raws, args.node_s,
+                                       f"ab_{name}_{pair}", module=variants[name][0])
+                result["load_avg"] = list(os.getloadavg())
+                runs[name].append(result)
+                print(name, pair, {k: result[k] for k in ("frames", "client_cpu_ms", "p50_ms",
+                                                          "load_avg")}, flush=True)
+        profiles = {}
+        if args.spy:
+            for name, (module, env_) in variants.items():
+                ctx.env = env_
+                path = RESULTS / f"encoded_profile_{name}.txt"
+                node_lockstep(ctx, relays, 0, server, model, source, raws, args.node_s,
+                              f"ab_{name}_spy", module=module, spy=(args.spy, path))
+                profiles[name] = top_functions(path.read_text(), limit=25)
+    report["ab"] = {"case": args.ab_case, "model": model, "before_source": "--node-ab copy",
+                    "runs": runs, "profiles": profiles}
+
+
+def ab_table(report) -> str:
+    """Markdown: per variant, node CPU ms/frame per window (median, min-max) and latency."""
+    ab = report["ab"]
+    rows = []
+    for name, runs in ab["runs"].items():
+        cpu = [r["client_cpu_ms"] for r in runs]
+        rows.append([name, len(runs), sum(r["frames"] for r in runs),
+                     f"{statistics.median(cpu):.2f}", f"{min(cpu):.2f}-{max(cpu):.2f}",
+                     " ".join(f"{c:.2f}" for c in cpu),
+                     fmt(statistics.median([r["p50_ms"] for r in runs if r["p50_ms"]] or [0])),
+                     f"{statistics.median(r['load_avg'][0] for r in runs):.2f}"])
+    text = (f"Case: {ab['case']} ({ab['model']}), one frame in flight, node CPU = utime + stime "
+            f"of the node process over each window / frames answered. Machine: "
+            f"{report['machine_start']}; load at end {report['machine_end']['load_avg']}\n\n")
+    text += markdown_table(["node", "windows", "frames", "node CPU ms/frame (median)",
+                            "min-max", "per window", "p50 ms (median)", "load avg 1 min"],
+                           rows)
+    names = sorted({t for runs in ab["runs"].values() for r in runs for t in r["thread_cpu_ms"]})
+    text += ("\n\nNode CPU ms/frame by thread (median over the windows; threads named by "
+             "/proc/<pid>/task/*/comm, CPU time has 10 ms ticks):\n\n" + markdown_table(
+                 ["thread", *ab["runs"]],
+                 [[t, *(f"{statistics.median(r['thread_cpu_ms'].get(t, 0.0) for r in runs):.2f}"
+                        for runs in ab["runs"].values())] for t in names]))
+    for name, top in ab.get("profiles", {}).items():
+        text += (f"\n\npy-spy, {name} (share of samples of non-idle threads; top by self):\n\n"
+                 + markdown_table(["function", "self %", "inclusive %"],
+                                  [[t["function"], f"{t['self_pct']:.1f}",
+                                    f"{t['inclusive_pct']:.1f}"] for t in top]))
+    return text + "\n"
+
+
 def main(argv=None):
     import cv2
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -249,12 +361,22 @@ def main(argv=None):
     parser.add_argument("--client", choices=("direct", "node"), default="direct")
     parser.add_argument("--node-s", type=float, default=8.0, help="node mode: unshaped window")
     parser.add_argument("--tables-from", default="", help="only rewrite the tables of a JSON")
+    parser.add_argument("--node-ab", default="", metavar="DIR",
+                        help="node CPU, this tree vs the source tree DIR, alternating")
+    parser.add_argument("--ab-case", default="yolo,1920x1080,compressed",
+                        help="--node-ab: model,resolution,image|compressed (encoded path)")
+    parser.add_argument("--ab-pairs", type=int, default=4, help="--node-ab: window pairs")
+    parser.add_argument("--ab-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="--node-ab: environment of this tree's node only")
+    parser.add_argument("--spy", default="", help="--node-ab: py-spy executable to profile with")
     args = parser.parse_args(argv)
     if args.tables_from:
         import json
         write_tables(json.loads(Path(args.tables_from).read_text()), args.out)
         return
     report = {"machine_start": machine(), "cases": []}
+    if args.node_ab:
+        return node_ab_main(args, report)
     models = [m for kind in args.models.split(",") for m in MODELS[kind]]
     server = start_server(models, LOGS / "tritonserver.log")
     relays = Relays(server.grpc_url)
@@ -302,6 +424,23 @@ def main(argv=None):
         report["machine_end"] = machine()
         if report["cases"]:
             write_tables(report, args.out)
+
+
+def node_ab_main(args, report) -> None:
+    """``--node-ab``: one server with the case's ensemble; results in ``<out>_ab.{json,md}``."""
+    kind = args.ab_case.split(",")[0]
+    models = [MODELS[kind][0], MODELS[kind][1]]
+    server = start_server(models, LOGS / "tritonserver.log")
+    relays = Relays(server.grpc_url)
+    try:
+        run_node_ab(args, server, relays, report)
+    finally:
+        relays.close()
+        server.cleanup()
+        report["machine_end"] = machine()
+    write_json(Path(args.out + "_ab.json"), report)
+    Path(args.out + "_ab.md").write_text(ab_table(report))
+    print(ab_table(report))
 
 
 def link_fps(case, mbit) -> float:

@@ -110,14 +110,39 @@ _U32 = struct.Struct("<I")
 _STAMP = struct.Struct("<iI")
 
 
-def _cdr_string(raw, offset: int) -> tuple[str, int]:
+def _cdr_string(raw, offset: int, what: str = "Image") -> tuple[str, int]:
     """A CDR (little-endian) string at ``offset`` (4-aligned) -> (text, offset after it)."""
     (length,) = _U32.unpack_from(raw, offset)
     offset += 4
     if length == 0 or offset + length > len(raw):
-        raise ImageDecodeError(f"serialized Image: bad string length {length} at {offset - 4}",
-                               kind="serialized Image: bad string length")
+        raise ImageDecodeError(f"serialized {what}: bad string length {length} at {offset - 4}",
+                               kind=f"serialized {what}: bad string length")
     return bytes(raw[offset:offset + length - 1]).decode("utf-8", "replace"), offset + length
+
+
+def _cdr_view(raw, what: str) -> memoryview:
+    """``raw`` as bytes, checked to be a little-endian CDR message."""
+    view = memoryview(raw).cast("B")
+    if len(view) < 32 or view[0] != 0 or view[1] != 1:
+        raise ImageDecodeError(f"serialized {what}: not a little-endian CDR message "
+                               f"({len(view)} bytes, header {bytes(view[:4]).hex()})",
+                               kind=f"serialized {what}: not little-endian CDR")
+    return view
+
+
+def _cdr_align(offset: int) -> int:
+    """``offset`` rounded up to 4 (CDR aligns relative to the end of the 4-byte header)."""
+    return 4 + ((offset - 4 + 3) & ~3)
+
+
+def _cdr_data(view, offset: int, what: str) -> memoryview:
+    """The uint8 sequence (length, bytes) at 4-aligned ``offset``: a view into ``view``."""
+    (size,) = _U32.unpack_from(view, offset)
+    start = offset + 4
+    if start + size > len(view):
+        raise ImageDecodeError(f"serialized {what}: data of {size} bytes at {start} overruns the "
+                               f"{len(view)}-byte message", kind=f"serialized {what}: data overrun")
+    return view[start:start + size]
 
 
 def image_cdr_fields(raw) -> dict:
@@ -131,34 +156,42 @@ def image_cdr_fields(raw) -> dict:
     bytes and points into the buffer. Raises :class:`ImageDecodeError` when ``raw`` is not such
     a message (big-endian encapsulation, truncated, lengths out of range).
     """
-    view = memoryview(raw).cast("B")
-    if len(view) < 32 or view[0] != 0 or view[1] != 1:
-        raise ImageDecodeError("serialized Image: not a little-endian CDR message "
-                               f"({len(view)} bytes, header {bytes(view[:4]).hex()})",
-                               kind="serialized Image: not little-endian CDR")
-
-    def align(offset: int) -> int:  # CDR aligns relative to the end of the 4-byte header
-        return 4 + ((offset - 4 + 3) & ~3)
+    view = _cdr_view(raw, "Image")
     try:
         sec, nanosec = _STAMP.unpack_from(view, 4)
         frame_id, offset = _cdr_string(view, 12)
-        offset = align(offset)
+        offset = _cdr_align(offset)
         height, width = _U32.unpack_from(view, offset)[0], _U32.unpack_from(view, offset + 4)[0]
         encoding, offset = _cdr_string(view, offset + 8)
         is_bigendian = view[offset]
-        offset = align(offset + 1)
+        offset = _cdr_align(offset + 1)
         (step,) = _U32.unpack_from(view, offset)
-        (size,) = _U32.unpack_from(view, offset + 4)
+        data = _cdr_data(view, offset + 4, "Image")
     except struct.error as exc:
         raise ImageDecodeError(f"serialized Image: truncated ({len(view)} bytes)",
                                kind="serialized Image: truncated") from exc
-    start = offset + 8
-    if start + size > len(view):
-        raise ImageDecodeError(f"serialized Image: data of {size} bytes at {start} overruns the "
-                               f"{len(view)}-byte message", kind="serialized Image: data overrun")
     return {"sec": sec, "nanosec": nanosec, "frame_id": frame_id, "height": height,
             "width": width, "encoding": encoding, "is_bigendian": bool(is_bigendian),
-            "step": step, "data": view[start:start + size]}
+            "step": step, "data": data}
+
+
+def compressed_image_cdr_fields(raw) -> dict:
+    """The fields of a serialized ``sensor_msgs/CompressedImage`` (CDR little endian):
+    ``sec``, ``nanosec``, ``frame_id``, ``format`` and ``data``, a zero-copy memoryview of the
+    encoded file inside ``raw``. Like :func:`image_cdr_fields`, it spares rclpy's
+    deserialization (a Python ``array`` copy of the data and a message object per frame).
+    Raises :class:`ImageDecodeError` when ``raw`` is not such a message.
+    """
+    view = _cdr_view(raw, "CompressedImage")
+    try:
+        sec, nanosec = _STAMP.unpack_from(view, 4)
+        frame_id, offset = _cdr_string(view, 12, "CompressedImage")
+        fmt, offset = _cdr_string(view, _cdr_align(offset), "CompressedImage")
+        data = _cdr_data(view, _cdr_align(offset), "CompressedImage")
+    except struct.error as exc:
+        raise ImageDecodeError(f"serialized CompressedImage: truncated ({len(view)} bytes)",
+                               kind="serialized CompressedImage: truncated") from exc
+    return {"sec": sec, "nanosec": nanosec, "frame_id": frame_id, "format": fmt, "data": data}
 
 
 def image_cdr_to_bgr(raw) -> tuple[dict, np.ndarray]:

@@ -60,7 +60,7 @@ from triton_ros.model_spec import ModelSpecError
 from triton_ros.preprocess import COLOR_ORDERS, RESIZE_MODES, SCALING_MODES
 from triton_ros.publisher_gaps import PublisherGaps
 from triton_ros.ros.connection_params import CONNECTION_PARAMETERS, client_from_params
-from triton_ros.ros.messages import (SerializedImage, bgr_to_image_msg, detections_to_msg,
+from triton_ros.ros.messages import (bgr_to_image_msg, detections_to_msg, parse_serialized,
                                      payload_of, stamp_to_ns)
 from triton_ros.ros.diagnostics import (bytes_per_frame_values, frame_values, latency_values,
                                         make_status, publish_status, server_change_reporter)
@@ -321,14 +321,15 @@ class DetectNode(LifecycleNode):
                                       if p["subscribe_compressed"] else []))
             for msg_type, leaf in subscriptions:
                 topic = camera.topic(leaf)
-                # Images come serialized (raw=True): the pixels are read in place, not copied
-                # into a message first.
-                callback = ((lambda msg, info, c=camera: self._on_image(c, msg, info))
+                # Images and CompressedImages come serialized (raw=True): the pixels or the
+                # encoded file are read in place, not copied into a message first.
+                packed = msg_type is CompressedImage
+                callback = ((lambda msg, info, c=camera, z=packed: self._on_image(c, msg, info, z))
                             if MESSAGE_INFO else
-                            (lambda msg, c=camera: self._on_image(c, msg, {})))
+                            (lambda msg, c=camera, z=packed: self._on_image(c, msg, {}, z)))
                 self._image_subscriptions.append(self.create_subscription(
                     msg_type, topic, callback, image_qos,
-                    event_callbacks=self._qos_events(camera, topic), raw=msg_type is Image))
+                    event_callbacks=self._qos_events(camera, topic), raw=True))
                 self.get_logger().info(f"camera {name or '(default)'}: "
                                        f"{self.resolve_topic_name(topic)} -> "
                                        f"{self.resolve_topic_name(camera.topic('detections'))}")
@@ -542,8 +543,9 @@ class DetectNode(LifecycleNode):
             camera.settled += 1
             pending.settled = True
 
-    def _on_image(self, camera: Camera, msg, info) -> None:
-        """A frame taken from DDS (``info``: rclpy's MessageInfo, {} where rclpy has none).
+    def _on_image(self, camera: Camera, msg, info, compressed: bool = False) -> None:
+        """A frame taken from DDS, serialized (``compressed``: a CompressedImage, else an Image;
+        ``info``: rclpy's MessageInfo, {} where rclpy has none).
         Frames its publisher sent since its previous one and never arrived are counted received
         and dropped_dds_gap."""
         gid = info.get("publisher_gid") or {}
@@ -558,9 +560,9 @@ class DetectNode(LifecycleNode):
                                "arrived (publisher sequence numbers skipped: lost or overwritten "
                                "in the subscription queue, see image_qos_depth)",
                                kind=f"gap/{camera.name}", every_s=5.0)
-        if isinstance(msg, bytes):  # a serialized Image
+        if isinstance(msg, bytes):  # as subscribed: serialized
             try:
-                msg = SerializedImage(msg)
+                msg = parse_serialized(msg, compressed)
             except ValueError as exc:
                 with self._lock:
                     camera.counters["received"] += 1

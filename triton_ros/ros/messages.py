@@ -7,8 +7,8 @@ from vision_msgs.msg import (BoundingBox2D, Detection2D, Detection2DArray, Objec
 
 from triton_ros.detections import Detections
 from triton_ros.frame_intake import CompressedPayload, RawPayload
-from triton_ros.image_conversion import (compressed_image_to_bgr, image_cdr_fields,
-                                        raw_image_to_bgr)
+from triton_ros.image_conversion import (compressed_image_cdr_fields, compressed_image_to_bgr,
+                                        image_cdr_fields, raw_image_to_bgr)
 
 try:  # cv_bridge where the ROS distribution has it; the numpy path otherwise (same pixels)
     from cv_bridge import CvBridge
@@ -25,17 +25,35 @@ class SerializedImage:
     Raises ImageDecodeError when ``raw`` is not a serialized Image.
     """
     __slots__ = ("fields", "header")
+    parse = staticmethod(image_cdr_fields)
 
     def __init__(self, raw: bytes):
-        self.fields = image_cdr_fields(raw)
+        self.fields = self.parse(raw)
         self.header = Header(frame_id=self.fields["frame_id"])
         self.header.stamp.sec, self.header.stamp.nanosec = (self.fields["sec"],
                                                             self.fields["nanosec"])
 
 
+class SerializedCompressedImage(SerializedImage):
+    """A ``sensor_msgs/CompressedImage`` taken as received: ``fields["format"]`` and
+    ``fields["data"]`` (a view of the encoded file inside the buffer), ``header``.
+
+    Raises ImageDecodeError when ``raw`` is not a serialized CompressedImage.
+    """
+    __slots__ = ()
+    parse = staticmethod(compressed_image_cdr_fields)
+
+
+def parse_serialized(raw: bytes, compressed: bool) -> SerializedImage:
+    """A serialized Image (``compressed`` False) or CompressedImage, header parsed."""
+    return SerializedCompressedImage(raw) if compressed else SerializedImage(raw)
+
+
 def payload_of(msg) -> RawPayload | CompressedPayload:
-    """The plain payload of a SerializedImage, sensor_msgs/Image or CompressedImage (no copy of
-    the pixels) for :class:`triton_ros.frame_intake.FrameIntake`."""
+    """The plain payload of a sensor_msgs/Image, CompressedImage or their Serialized* forms (no
+    copy of the pixels) for :class:`triton_ros.frame_intake.FrameIntake`."""
+    if isinstance(msg, SerializedCompressedImage):
+        return CompressedPayload(msg.fields["format"], msg.fields["data"])
     if isinstance(msg, SerializedImage):
         f = msg.fields
         return RawPayload(f["encoding"], f["height"], f["width"], f["step"], f["data"],
@@ -54,10 +72,13 @@ def bgr_to_image_msg(frame, header) -> Image:
 
 
 def image_msg_to_bgr(msg):
-    """sensor_msgs/Image, SerializedImage or CompressedImage -> uint8 BGR [H, W, 3] or mono [H, W].
+    """sensor_msgs/Image, CompressedImage or their Serialized* forms -> uint8 BGR [H, W, 3] or
+    mono [H, W].
 
     Raises ImageDecodeError (a ValueError) with the reason for malformed messages.
     """
+    if isinstance(msg, SerializedCompressedImage):
+        return compressed_image_to_bgr(msg.fields["format"], msg.fields["data"])
     if isinstance(msg, SerializedImage):
         f = msg.fields
         return raw_image_to_bgr(f["encoding"], f["height"], f["width"], f["step"], f["data"],
