@@ -93,7 +93,7 @@ class Direct:
 
     def __init__(self, server, model: str):
         from triton_ros.detector import Detector, DetectorConfig
-        from triton_ros.triton_client import TritonClient
+        from triton_ros.client import TritonClient
         self.client = TritonClient(server.grpc_url, model, "grpc", timeout_s=30.0,
                                    shared_memory="auto")
         self.client.wait_until_ready(60)

@@ -522,7 +522,7 @@ def main(argv=None) -> int:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
-    from triton_ros.triton_client import TritonClient
+    from triton_ros.client import TritonClient
     # Imported before the code snapshot so that it covers what the harness starts processes with.
     for module in ("triton_ros.tools.local_server", "triton_ros.tools.node_process"):
         importlib.import_module(module)

@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 from triton_ros.detector import Detector, DetectorConfig  # noqa: E402
 from triton_ros.tools.local_proxy import LocalProxy  # noqa: E402
 from triton_ros.tools.local_server import LocalTritonServer  # noqa: E402
-from triton_ros.triton_client import TritonClient  # noqa: E402
+from triton_ros.client import TritonClient  # noqa: E402
 
 VIDEO = REPO / ".cache" / "data" / "vtest.avi"
 HEADER = "x-triton-sequence-id"

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import load_avg, load_frames, machine, markdown_table, start_server  # noqa: E402
 from triton_ros.preprocess import PreprocessConfig, Preprocessor  # noqa: E402
-from triton_ros.triton_client import TritonClient  # noqa: E402
+from triton_ros.client import TritonClient  # noqa: E402
 
 MODEL = "tensor_echo_stats"
 SIZES = {"640x640x3": (640, 640), "1920x1080x3": (1080, 1920)}  # name -> (H, W)

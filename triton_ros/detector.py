@@ -18,7 +18,7 @@ from triton_ros.labels import LabelMap
 from triton_ros.model_spec import ModelSpec, ModelSpecError
 from triton_ros.preprocess import PreprocessConfig, Preprocessor
 from triton_ros.resources import config_path
-from triton_ros.triton_client import TritonClient
+from triton_ros.client import TritonClient
 
 DECODERS = ("tfod", "yolo")
 # Per-item outputs of an encoded-image model besides the TF-OD ones (docs/encoded_path.md).

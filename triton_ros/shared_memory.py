@@ -1,7 +1,7 @@
 """System shared memory for Triton requests, on top of ``tritonclient.utils.shared_memory``.
 
 No ROS and no network here: registering a region with the server is a callback the caller
-(:class:`triton_ros.triton_client.TritonClient`) supplies.
+(:class:`triton_ros.client.TritonClient`) supplies.
 
 Naming contract: every region is the POSIX shm object ``/dev/shm/<name>`` with
 ``name = triton_ros_<pid-namespace inode>_<pid>_<owner id>_<n>`` and Triton key ``/<name>``; the

@@ -10,7 +10,7 @@ from helpers import video_frames
 from reference import match_boxes
 from triton_ros.detector import Detector, DetectorConfig
 from triton_ros.model_spec import ModelSpecError
-from triton_ros.triton_client import TritonClient, TritonError
+from triton_ros.client import TritonClient, TritonError
 
 UINT8_MODEL = "ssd_mobilenet_v2_coco"
 FP32_MODEL = "ssd_mobilenet_v2_coco_fp32_nchw"

@@ -71,7 +71,7 @@ def success_count(server, model=SSD) -> int:
 
 def detector(url):
     from triton_ros.detector import Detector, DetectorConfig
-    from triton_ros.triton_client import TritonClient
+    from triton_ros.client import TritonClient
     client = TritonClient(url, SSD, shared_memory="off")
     return Detector(client, DetectorConfig(score_threshold=0.3))
 
@@ -248,7 +248,7 @@ def test_shared_memory_auto_through_a_local_proxy_falls_back_to_the_network(flee
     registered on one server and the request may reach the other. The client must notice and
     send tensors over the network instead (before: 10 of 10 requests failed)."""
     from triton_ros.detector import Detector, DetectorConfig
-    from triton_ros.triton_client import TritonClient
+    from triton_ros.client import TritonClient
     proxy, servers, _ = fleet
     frame = video_frames([60])[0]
     direct = detector(servers[0].grpc_url)
@@ -403,7 +403,7 @@ def test_a_hung_server_costs_one_upstream_timeout_then_the_other_serves(fleet):
     import signal
     proxy, servers, base = fleet
     from triton_ros.detector import Detector, DetectorConfig
-    from triton_ros.triton_client import TritonClient
+    from triton_ros.client import TritonClient
     # a request timeout longer than the hang: what bounds the gap must be the proxy
     through = Detector(TritonClient(proxy.grpc_url, SSD, shared_memory="off", timeout_s=10.0),
                        DetectorConfig(score_threshold=0.3))

@@ -21,7 +21,7 @@ from triton_ros import shared_memory as shm
 from triton_ros.credentials import auth_headers
 from triton_ros.preprocess import PreprocessConfig, Preprocessor
 from triton_ros.tools.local_server import LocalTritonServer
-from triton_ros.triton_client import TritonClient, TritonError
+from triton_ros.client import TritonClient, TritonError
 
 SSD = "ssd_mobilenet_v2_coco"
 SSD_OUTPUTS = ["num_detections", "detection_boxes", "detection_scores", "detection_classes"]

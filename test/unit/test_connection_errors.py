@@ -5,7 +5,7 @@ from tritonclient.utils import InferenceServerException
 from triton_ros.batcher import CameraBatcher
 from triton_ros.connection import ModelConnection
 from triton_ros.credentials import check_headers
-from triton_ros.triton_client import TritonError, check_url, classify_error
+from triton_ros.client import TritonError, check_url, classify_error
 
 
 @pytest.mark.parametrize("url", ["127.0.0.1:8001", "localhost:8000", "[::1]:8001",

@@ -1,7 +1,7 @@
 """TritonClient's transport options that need no server: validation, loopback, repr."""
 import pytest
 
-from triton_ros.triton_client import TritonClient, is_loopback_url, url_host
+from triton_ros.client import TritonClient, is_loopback_url, url_host
 
 
 @pytest.mark.parametrize("url, host, loopback", [

@@ -66,7 +66,7 @@ from triton_ros.ros.diagnostics import (bytes_per_frame_values, frame_values, la
                                         make_status, publish_status, server_change_reporter)
 from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
 from triton_ros.ros.runner import reuse_large_buffers, run_node
-from triton_ros.triton_client import UNAVAILABLE_KINDS, TritonError
+from triton_ros.client import UNAVAILABLE_KINDS, TritonError
 
 try:  # Iron and newer
     from rclpy.event_handler import SubscriptionEventCallbacks

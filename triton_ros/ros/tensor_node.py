@@ -37,7 +37,7 @@ from triton_ros.ros.diagnostics import latency_values, make_status, publish_stat
 from triton_ros.ros.params import ParameterError, ParamSpec, declare_all
 from triton_ros.ros.runner import run_node
 from triton_ros.tensors import Bindings, TensorError, array_to_fields, tensors_by_name
-from triton_ros.triton_client import TritonError
+from triton_ros.client import TritonError
 
 NODE_NAME = "triton_tensor"
 QOS_PRESETS = ("DEFAULT", "SENSOR_DATA")
