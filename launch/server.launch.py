@@ -56,6 +56,8 @@ def server_command(context):
                    '--metrics-port', str(ports['metrics_port'])]
         for model in _models(arg('wait_for_models')):
             command += ['--model', model]
+        if arg('server_venv'):
+            command += ['--server-venv', arg('server_venv')]
         return command
     if not arg('command'):
         raise RuntimeError("server:=command needs command:=<path to tritonserver>")
@@ -101,6 +103,11 @@ def generate_launch_description():
             'server', default_value='bundled', choices=['bundled', 'command'],
             description='bundled: the pytriton tritonserver of the server venv; command: the '
                         'binary given in "command" (JetPack, NGC container, ...).'),
+        DeclareLaunchArgument(
+            'server_venv', default_value='',
+            description='server:=bundled: the venv holding nvidia-pytriton; empty = '
+                        'TRITON_ROS_SERVER_VENV, the path scripts/bootstrap.sh recorded, or the '
+                        "checkout's .venv-server (the first that exists)."),
         DeclareLaunchArgument(
             'command', default_value='',
             description='tritonserver command line for server:=command, e.g. '

@@ -81,7 +81,7 @@ def test_container_runs_detect_and_track_in_one_process(triton_server, sample_ba
         code = container.stop()
     output = container.output()
     assert code == 0 and "Traceback" not in output, output
-    assert "[triton_detect] final counters:" in output and "[cont.triton_track]: final counters:" \
+    assert "[/cont/triton_detect] final counters:" in output and "[cont.triton_track]: final counters:" \
         in output, output
     assert "Failed to publish log message to rosout" not in output, output
 

@@ -228,6 +228,7 @@ class DetectNode(LifecycleNode):
     NODE_NAME = "triton_detect"
     def __init__(self, **kwargs):
         super().__init__(self.NODE_NAME, **kwargs)
+        self.full_name = self.get_fully_qualified_name()  # for lines printed after rclpy shutdown
         p = declare_all(self, PARAMETERS)
         self.params = p
         self.detector_config = self._detector_config(p)
@@ -760,7 +761,7 @@ class DetectNode(LifecycleNode):
         fields = [f"{k}={v}" for k, v in sorted(totals.items())]
         fields += [f"requests={self.requests}", f"frames_inferred={self.frames_inferred}"]
         # stderr, not the logger: at Ctrl-C the ROS context (and /rosout) is already shut down.
-        print(f"[triton_detect] final counters: {', '.join(fields)}", file=sys.stderr,
+        print(f"[{self.full_name}] final counters: {', '.join(fields)}", file=sys.stderr,
               flush=True)
         self.client.close()
 

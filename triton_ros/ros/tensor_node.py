@@ -100,6 +100,7 @@ class TensorNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__(self.NODE_NAME, **kwargs)
+        self.full_name = self.get_fully_qualified_name()  # for lines printed after rclpy shutdown
         p = declare_all(self, PARAMETERS)
         self.params = p
         self._lock = threading.Lock()
@@ -264,7 +265,7 @@ class TensorNode(Node):
         self._worker.join(timeout=5.0)
         with self._lock:
             summary = ", ".join(f"{k}={self.counters[k]}" for k in COUNTERS)
-        print(f"[{NODE_NAME}] final counters: {summary}, requests={self.requests}, "
+        print(f"[{self.full_name}] final counters: {summary}, requests={self.requests}, "
               f"left_pending={len(self.queue)}", file=sys.stderr, flush=True)
         self.client.close()
 
