@@ -133,7 +133,17 @@ class Region:
     def destroy(self) -> None:
         """Close and unlink the shm object (the server must have unregistered it first)."""
         with _TSHM_LOCK:
-            tshm.destroy_shared_memory_region(self._handle)
+            try:
+                tshm.destroy_shared_memory_region(self._handle)
+            finally:
+                # tritonclient unlinks only when its own per-key handle count reaches 0 and
+                # only after close() succeeded; the name is this region's alone, so make sure
+                # the file is gone whatever that bookkeeping says. A fresh-clone CI run once
+                # saw replaced regions still in /dev/shm (cause not found): if this ever
+                # removes a file, the warning is the evidence.
+                if unlink_file(self.name):
+                    _log.warning("shared memory region %s was still in %s after tritonclient "
+                                 "released it; removed", self.name, SHM_DIR)
 
     def __repr__(self) -> str:
         return f"Region({self.name}, {self.byte_size} B)"

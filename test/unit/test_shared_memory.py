@@ -143,3 +143,21 @@ def test_failed_registration_leaves_nothing_behind():
     assert _ours(pool.prefix) == []
     pool.release(regions)
     pool.close()
+
+
+def test_a_destroyed_region_leaves_no_file_whatever_tritonclient_counted(caplog):
+    """tritonclient unlinks a key only when its handle count drops to 0; a count left higher
+    (a second handle of the key opened and dropped without destroy) must not leave the file."""
+    import tritonclient.utils.shared_memory as tshm
+    region = shm.Region(shm.new_owner_prefix() + "0", 64)
+    path = os.path.join(shm.SHM_DIR, region.name)
+    # A second handle of the same key: tritonclient now counts 2 and would not unlink at the
+    # first destroy.
+    other = tshm.create_shared_memory_region(region.name, region.key, 64)
+    try:
+        region.destroy()
+        assert not os.path.exists(path)
+        assert "still in" in caplog.text
+    finally:
+        other._mpsm_handle.close()
+        tshm._key_mapping.pop(region.key, None)
