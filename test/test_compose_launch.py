@@ -209,10 +209,10 @@ def test_server_launch_fails_when_the_server_binary_fails(ros_launch, tmp_path):
 
 def test_server_launch_bundled_server_becomes_ready(ros_launch, tmp_path):
     """The bundled tritonserver started by server.launch.py answers ready; Ctrl-C ends it."""
-    from triton_ros.tools.local_server import free_port
+    from triton_ros.tools.local_server import free_ports
     from triton_ros.tools.wait_ready import ready
     from triton_ros.resources import config_path
-    http, grpc, metrics = free_port(), free_port(), free_port()
+    http, grpc, metrics = free_ports(3)
     path = tmp_path / 'launch.log'
     with open(path, 'wb') as log:
         process = run_launch(LAUNCH_DIR / 'server.launch.py', [

@@ -152,9 +152,9 @@ def test_lifecycle_transitions_against_the_real_server(sample_bag, ros_node, tmp
     detections; deactivate -> no subscriptions; cleanup -> shared memory released."""
     import tritonclient.grpc as grpcclient
 
-    from triton_ros.tools.local_server import LocalTritonServer, free_port
+    from triton_ros.tools.local_server import LocalTritonServer, free_ports
     from triton_ros.tools.node_process import NodeProcess
-    ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
+    ports = dict(zip(("http_port", "grpc_port", "metrics_port"), free_ports(3)))
     url = f"127.0.0.1:{ports['grpc_port']}"
     node = NodeProcess(DETECT, {"server_url": url, "autostart": False, "shared_memory": "auto",
                                 "reconnect_initial_s": 0.05, "reconnect_max_s": 0.1,

@@ -181,8 +181,8 @@ def test_node_waits_for_server_then_reconnects_after_restart(sample_bag, start_n
     """Node started before the server runs on, connects when it appears, and survives a restart."""
     from diagnostic_msgs.msg import DiagnosticStatus
 
-    from triton_ros.tools.local_server import LocalTritonServer, free_port
-    ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
+    from triton_ros.tools.local_server import LocalTritonServer, free_ports
+    ports = dict(zip(("http_port", "grpc_port", "metrics_port"), free_ports(3)))
     node = start_node(DETECT, {"server_url": f"127.0.0.1:{ports['grpc_port']}",
                                "server_wait_timeout_s": 0.5, "reconnect_initial_s": 0.2,
                                "reconnect_max_s": 1.0, "image_reliability": "reliable",

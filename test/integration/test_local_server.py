@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from triton_ros.tools.local_server import LocalTritonServer, free_port
+from triton_ros.tools.local_server import LocalTritonServer, free_port, free_ports
 
 from helpers import REPO, video_frames, wait_until
 from sequence_data import model_repository
@@ -139,7 +139,7 @@ def test_cleanup_kills_the_stubs_of_a_dead_server(tmp_path, tracker_repo):
 
 def test_tool_exits_nonzero_and_kills_the_stubs_when_its_server_dies(tmp_path, tracker_repo):
     log = tmp_path / "tool.log"
-    ports = [free_port() for _ in range(3)]
+    ports = free_ports(3)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
     with open(log, "wb") as out:
@@ -221,7 +221,7 @@ def test_tool_stops_cleanly_on_repeated_signals(tmp_path, tracker_repo, when, si
     cleans up: exit 0, no traceback, no process of the server's group left (server and stubs),
     its scratch directory and /dev/shm regions gone."""
     log = tmp_path / "tool.log"
-    ports = [free_port() for _ in range(3)]
+    ports = free_ports(3)
     with open(log, "wb") as out:
         tool = subprocess.Popen(
             [sys.executable, "-m", "triton_ros.tools.local_server",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from helpers import SAMPLE_BAG, wait_until
-from triton_ros.tools.local_server import free_port
+from triton_ros.tools.local_server import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_VENV = REPO / ".venv-server"
@@ -154,7 +154,7 @@ def test_installed_local_server_found_through_the_record_starts_and_stops(colcon
                                                                           tmp_path):
     _, prefix, _ = colcon_install
     env = record_env(colcon_install, tmp_path)
-    ports = [free_port() for _ in range(3)]
+    ports = free_ports(3)
     log = tmp_path / "server_tool.log"
     with open(log, "wb") as out:
         tool = subprocess.Popen(

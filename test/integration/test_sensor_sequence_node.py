@@ -177,8 +177,8 @@ def test_sensor_node_started_before_its_server_keeps_running_and_connects(
     """Issue 18 (8): started with no server at its url, the node stays up (was: exit 2), says
     why on /diagnostics, counts what arrives meanwhile; the server started, scores arrive."""
     from sequence_data import model_repository
-    from triton_ros.tools.local_server import LocalTritonServer, free_port
-    ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
+    from triton_ros.tools.local_server import LocalTritonServer, free_ports
+    ports = dict(zip(("http_port", "grpc_port", "metrics_port"), free_ports(3)))
     server = LocalTritonServer(model_repository(tmp_path / "repo", models=("imu_motion",)),
                                log_path=tmp_path / "server.log", **ports)
     node = start_node(SENSOR, {"server_url": server.grpc_url, "robot_id": 3,

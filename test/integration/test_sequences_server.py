@@ -17,7 +17,7 @@ import pytest
 
 from triton_ros.sequences import (STREAMS_PER_ROBOT, SequenceError, SequenceStream,
                                   assign_correlation_id, make_transport)
-from triton_ros.tools.local_server import LocalTritonServer, free_port
+from triton_ros.tools.local_server import LocalTritonServer, free_ports
 
 from helpers import wait_until
 from sequence_data import (continuation_rejected, kill_server_hard, model_repository,
@@ -164,7 +164,7 @@ def test_stopping_a_robot_ends_its_sequence_and_frees_its_slot(tmp_path, streams
 
 def test_server_killed_and_restarted_mid_stream(tmp_path, streams):
     """kill -9 the server while 3 gRPC-stream robots and 1 HTTP robot stream; restart it."""
-    ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
+    ports = dict(zip(("http_port", "grpc_port", "metrics_port"), free_ports(3)))
     repo = model_repository(tmp_path / "repo", models=(TRACKER,))
     server = start_server(repo, tmp_path / "server.log", **ports)
     protocols = ["grpc", "grpc", "grpc", "http"]

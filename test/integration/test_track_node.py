@@ -20,7 +20,7 @@ from vision_msgs.msg import (BoundingBox2D, Detection2D, Detection2DArray, Objec
 
 from triton_ros.ros.messages import stamp_to_ns
 from triton_ros.ros.track_node import detections_to_tensors
-from triton_ros.tools.local_server import LocalTritonServer, free_port
+from triton_ros.tools.local_server import LocalTritonServer, free_ports
 
 from helpers import IMAGE_TOPIC, bag_messages, unmatched, wait_matched, wait_until
 from sequence_data import (Frame, continuation_rejected, kill_server_hard, model_repository,
@@ -309,7 +309,7 @@ def test_three_robots_track_independently_stop_and_deactivate(
 
 def test_nodes_survive_a_server_restart_and_report_the_state_loss(
         tmp_path, streams, start_node, ros_node):
-    ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
+    ports = dict(zip(("http_port", "grpc_port", "metrics_port"), free_ports(3)))
     log = tmp_path / "server.log"
     server = LocalTritonServer(model_repository(tmp_path / "repo", models=("simple_tracker",)),
                                log_path=log, **ports)
@@ -410,7 +410,7 @@ def test_track_node_started_before_its_server_keeps_running_says_why_and_connect
     """Issue 18 (8): bringup must not depend on start order. The node starts with no server
     at its url: it stays up (was: exit 2), says why on the log and /diagnostics, counts what
     arrives meanwhile; the server started, tracked detections arrive with the reference ids."""
-    ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
+    ports = dict(zip(("http_port", "grpc_port", "metrics_port"), free_ports(3)))
     server = LocalTritonServer(model_repository(tmp_path / "repo", models=("simple_tracker",)),
                                log_path=tmp_path / "server.log", **ports)
     robot = Robot(ros_node, "/early")

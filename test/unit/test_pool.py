@@ -16,15 +16,22 @@ from triton_ros.client import Endpoint, SequenceError, ServerPool, TritonError, 
 from triton_ros.endpoint import endpoints_from_params, split_urls
 
 
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def closed_ports(count: int) -> list[int]:
+    """``count`` distinct ports on 127.0.0.1 that nothing listens on (bound together, then
+    released: bound one after another, the kernel may hand out the same port twice, as it did
+    once on a loaded machine)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def refused_pool(count=2, **options) -> ServerPool:
-    urls = [f"127.0.0.1:{closed_port()}" for _ in range(count)]
+    urls = [f"127.0.0.1:{port}" for port in closed_ports(count)]
     return ServerPool([Endpoint(u, timeout_s=2.0, reconnect_initial_s=0.05,
                                 reconnect_max_s=0.1, **options) for u in urls], "m")
 

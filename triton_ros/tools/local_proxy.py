@@ -54,7 +54,7 @@ import time
 from pathlib import Path
 
 from triton_ros.resources import share_dir
-from triton_ros.tools.local_server import _exited, free_port, kill_process_group
+from triton_ros.tools.local_server import _exited, free_ports, kill_process_group
 
 NGINX_ENV = "TRITON_ROS_NGINX"
 HAPROXY_ENV = "TRITON_ROS_HAPROXY"
@@ -345,8 +345,9 @@ class LocalProxy:
         if not self.upstreams and not self.http_upstreams:
             raise ValueError("LocalProxy needs at least one upstream")
         self.routing_header = routing_header.lower()
-        self.grpc_port = grpc_port or free_port()
-        self.http_port = http_port or free_port()
+        spare = iter(free_ports(2))  # distinct, for the ports not given
+        self.grpc_port = grpc_port or next(spare)
+        self.http_port = http_port or next(spare)
         self.binary = Path(binary) if binary else None   # nginx or haproxy
         self._env: dict | None = None
         self.max_fails, self.fail_timeout_s = max_fails, fail_timeout_s

@@ -53,11 +53,23 @@ from triton_ros.tools.server_venv import (SERVER_VENV_ENV, ServerVenvNotFound, f
 from triton_ros.tools.stop_signals import Interrupted, StopSignals
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that are free right now. They are bound
+    together, then released: bound one after another, the kernel may hand out the same port
+    twice (seen once on a loaded machine)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def process_group_members(pgid: int) -> list[int]:
@@ -138,9 +150,10 @@ class LocalTritonServer:
         self.model_repository = Path(model_repository or config_path("model_repository"))
         self.server_venv = find_server_venv(server_venv)  # ServerVenvNotFound: one line
         self.die_with_parent = die_with_parent  # only where the starting thread lives as long
-        self.http_port = http_port or free_port()
-        self.grpc_port = grpc_port or free_port()
-        self.metrics_port = metrics_port or free_port()
+        spare = iter(free_ports(3))  # distinct, for the ports not given
+        self.http_port = http_port or next(spare)
+        self.grpc_port = grpc_port or next(spare)
+        self.metrics_port = metrics_port or next(spare)
         self.log_path = log_path
         self.extra_args = list(extra_args or [])
         self.models = list(models or [])
