@@ -6,7 +6,6 @@ test/integration/test_server_list.py.
 """
 import collections
 import random
-import socket
 
 import numpy as np
 import pytest
@@ -14,24 +13,11 @@ import pytest
 from test_endpoint import params
 from triton_ros.client import Endpoint, SequenceError, ServerPool, TritonError, rendezvous_rank
 from triton_ros.endpoint import endpoints_from_params, split_urls
-
-
-def closed_ports(count: int) -> list[int]:
-    """``count`` distinct ports on 127.0.0.1 that nothing listens on (bound together, then
-    released: bound one after another, the kernel may hand out the same port twice, as it did
-    once on a loaded machine)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+from triton_ros.tools.local_server import free_ports
 
 
 def refused_pool(count=2, **options) -> ServerPool:
-    urls = [f"127.0.0.1:{port}" for port in closed_ports(count)]
+    urls = [f"127.0.0.1:{port}" for port in free_ports(count)]  # nothing listens there
     return ServerPool([Endpoint(u, timeout_s=2.0, reconnect_initial_s=0.05,
                                 reconnect_max_s=0.1, **options) for u in urls], "m")
 
