@@ -77,22 +77,18 @@ def image_msg_to_bgr(msg):
 
     Raises ImageDecodeError (a ValueError) with the reason for malformed messages.
     """
-    if isinstance(msg, SerializedCompressedImage):
-        return compressed_image_to_bgr(msg.fields["format"], msg.fields["data"])
-    if isinstance(msg, SerializedImage):
-        f = msg.fields
-        return raw_image_to_bgr(f["encoding"], f["height"], f["width"], f["step"], f["data"],
-                                f["is_bigendian"])
-    if hasattr(msg, "format"):  # CompressedImage
-        return compressed_image_to_bgr(msg.format, msg.data)
-    if _BRIDGE is not None and msg.encoding in ("rgb8", "bgr8", "rgba8", "bgra8", "mono8"):
+    if _BRIDGE is not None and isinstance(msg, Image) and \
+            msg.encoding in ("rgb8", "bgr8", "rgba8", "bgra8", "mono8"):
         try:
             return _BRIDGE.imgmsg_to_cv2(msg, desired_encoding="bgr8"
                                          if msg.encoding != "mono8" else "mono8")
         except Exception as exc:  # cv_bridge raises CvBridgeError and TypeError variants
             raise ValueError(f"cv_bridge could not convert the image: {exc}") from exc
-    return raw_image_to_bgr(msg.encoding, msg.height, msg.width, msg.step, msg.data,
-                            bool(msg.is_bigendian))
+    payload = payload_of(msg)
+    if isinstance(payload, CompressedPayload):
+        return compressed_image_to_bgr(payload.format, payload.data)
+    return raw_image_to_bgr(payload.encoding, payload.height, payload.width, payload.step,
+                            payload.data, bool(payload.is_bigendian))
 
 
 def stamp_to_ns(stamp: Time) -> int:
